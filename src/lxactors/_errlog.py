@@ -1,0 +1,115 @@
+"""Per-handle liblxc log files: where the reasons for a failure are read.
+
+liblxc 5.0 never fills ``error_string``; it writes its reasons to the log of
+the container being operated on (``lxc.log.file``, thread-local in liblxc),
+and the daemonized monitor keeps writing there after ``start`` returns.  Each
+handle gets its own file under a private per-process directory, so the lines
+read after a failure belong to that container.  The line is kept out of
+config files written to disk (:func:`strip_from_config`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import tempfile
+import threading
+from itertools import count
+
+__all__ = ["HandleLog", "log_dir", "strip_from_config"]
+
+_lock = threading.Lock()
+_dir: str | None = None
+_dir_pid = 0
+_seq = count()
+#: Upper bound on what is read back for one error: the last lines matter.
+_MAX_READ = 64 * 1024
+_MAX_LINES = 20
+
+
+def log_dir() -> str:
+    """This process's private log directory (made on first use, removed at exit)."""
+    global _dir, _dir_pid
+    with _lock:
+        if _dir is None or _dir_pid != os.getpid():
+            _dir = tempfile.mkdtemp(prefix=f"lxactors-{os.getpid()}-")
+            _dir_pid = os.getpid()
+            atexit.register(shutil.rmtree, _dir, True)
+        return _dir
+
+
+class HandleLog:
+    """One handle's log file and how far it has been read."""
+
+    __slots__ = ("path", "_offset")
+
+    def __init__(self, name: str) -> None:
+        self.path = os.path.join(log_dir(), f"{next(_seq)}-{name}.log")
+        self._offset = 0
+
+    def mark(self) -> None:
+        """Skip what is already there: the next read shows only newer lines."""
+        try:
+            self._offset = os.stat(self.path).st_size
+        except OSError:
+            self._offset = 0
+
+    def read_new(self) -> list[str]:
+        """Return the error lines written since the last mark or read."""
+        try:
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                start = max(self._offset, size - _MAX_READ)
+                f.seek(start)
+                data = f.read(size - start)
+        except OSError:
+            return []
+        self._offset = size
+        lines = [_shorten(line) for line in data.decode("utf-8", "replace").splitlines()]
+        return [line for line in lines if line][-_MAX_LINES:]
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+_LINE = re.compile(
+    r"^\S+ (?:\S+ )?\d{14}\.\d+ +(TRACE|DEBUG|INFO|NOTICE|WARN|ERROR|CRIT|ALERT|FATAL) +(.*)$"
+)
+
+
+def _shorten(line: str) -> str:
+    """Drop liblxc's prefix, name and timestamp: keep level, place and message."""
+    m = _LINE.match(line.strip())
+    return f"{m.group(1)} {m.group(2)}" if m else line.strip()
+
+
+def strip_from_config(config_file: str, log_path: str | None = None) -> None:
+    """Remove our ``lxc.log.file`` line from a config file liblxc wrote.
+
+    Matches only paths in a lxactors log directory (``log_path`` or any
+    ``/tmp/lxactors-*``), so a user's own ``lxc.log.file`` is kept.
+    """
+    prefix = os.path.join(tempfile.gettempdir(), "lxactors-")
+    try:
+        with open(config_file, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.readlines()
+    except OSError:
+        return
+    kept = []
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "lxc.log.file":
+            value = value.strip()
+            if value == log_path or value.startswith(prefix):
+                continue
+        kept.append(line)
+    if len(kept) != len(lines):
+        tmp = f"{config_file}.lxactors-tmp"
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.writelines(kept)
+        os.replace(tmp, config_file)

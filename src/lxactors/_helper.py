@@ -1,0 +1,649 @@
+"""The helper process: runs every liblxc call that forks.
+
+liblxc's daemonized ``start`` forks its caller (each ``[lxc monitor]`` would
+be a copy of the user's whole process, threads and heap included), ``attach``
+changes the caller's signal dispositions, and on cgroup v1 hosts ``start``
+moves its caller into the new container's monitor cgroup.  So none of these
+run in the user's process: they run here, in a small re-executed Python that
+imports only the standard library and the cffi extension, and each request
+runs in a worker forked for it, which exits when done (taking any cgroup
+membership with it).
+
+Run as ``python -I _helper.py FD``: FD is a SOCK_SEQPACKET socket.  Each
+request is one pickled ``(op, args)`` message carrying, by SCM_RIGHTS, a reply
+pipe and any fds the op needs.  The worker writes length-prefixed pickled
+frames to the reply pipe: ``("ok", value)`` or ``("err", kind, message, log)``;
+``attach`` writes a first frame (the pid) and a last (the exit status).
+
+End of file on the socket means the user's process is gone, however it died:
+the helper then applies the registered owner-death policies (see
+``_apply_policies``) and exits.
+
+This file must stay importable without the ``lxactors`` package: it loads
+the extension by path and uses only its sibling ``_errlog`` module.
+"""
+
+from __future__ import annotations
+
+import array
+import glob
+import importlib.machinery
+import importlib.util
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAX_FDS = 8
+MAX_REQUEST = 1 << 20
+
+ffi: Any = None
+lib: Any = None
+
+
+def _load_extension() -> None:
+    """Load lxactors._lxc by path, so the package (pykka...) is not imported."""
+    global ffi, lib
+    candidates = sorted(glob.glob(os.path.join(HERE, "_lxc.*so")))
+    if not candidates:
+        raise SystemExit("lxactors helper: the _lxc extension is not built")
+    loader = importlib.machinery.ExtensionFileLoader("lxactors._lxc", candidates[0])
+    spec = importlib.util.spec_from_file_location("lxactors._lxc", candidates[0], loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    ffi, lib = module.ffi, module.lib
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def write_frame(fd: int, value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(struct.pack("!I", len(data)) + data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class OpError(Exception):
+    """An operation failed; ``kind`` picks the client-side exception class."""
+
+    def __init__(self, message: str, kind: str = "lxc", log: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.log = log or []
+
+
+# --------------------------------------------------------------------------- liblxc
+
+
+def _s(text: str | None) -> Any:
+    return ffi.NULL if text is None else text.encode("utf-8", "surrogateescape")
+
+
+def _argv(args: list[bytes] | None) -> tuple[Any, list[Any]]:
+    """A NULL-terminated char*[] and the buffers that must outlive it."""
+    if args is None:
+        return ffi.NULL, []
+    keep = [ffi.new("char[]", a) for a in args]
+    arr = ffi.new("char *[]", keep + [ffi.NULL])
+    return arr, keep
+
+
+class Handle:
+    """A liblxc handle for one request, loaded from the client's config snapshot."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.name: str = args["name"]
+        self.c = lib.lxc_container_new(_s(self.name), _s(args.get("path")))
+        if self.c == ffi.NULL:
+            raise OpError("cannot allocate a liblxc handle")
+        self.log_path: str | None = args.get("log")
+        snapshot = args.get("config")
+        if snapshot:
+            self.c.clear_config(self.c)
+            if not self.c.load_config(self.c, _s(snapshot)):
+                raise OpError(f"cannot load the configuration snapshot {snapshot}")
+        self.log_offset = self._log_size()
+
+    def _log_size(self) -> int:
+        try:
+            return os.stat(self.log_path).st_size if self.log_path else 0
+        except OSError:
+            return 0
+
+    def fail(self, message: str) -> OpError:
+        """An OpError carrying the log lines written since this request began."""
+        lines: list[str] = []
+        if self.log_path:
+            try:
+                with open(self.log_path, "rb") as f:
+                    f.seek(self.log_offset)
+                    lines = f.read(65536).decode("utf-8", "replace").splitlines()
+            except OSError:
+                pass
+        return OpError(message, log=[ln for ln in lines if ln.strip()][-20:])
+
+    def strip_log_line(self, config_file: str) -> None:
+        import _errlog  # sibling module, stdlib only
+
+        _errlog.strip_from_config(config_file, self.log_path)
+
+    def config_file(self) -> str | None:
+        p = self.c.config_file_name(self.c)
+        if p == ffi.NULL:
+            return None
+        try:
+            return ffi.string(p).decode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
+        finally:
+            lib.free(p)
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+def _cgroup_mounts() -> dict[frozenset[str], str]:
+    """Map each cgroup hierarchy (its controller set) to its mount point."""
+    mounts: dict[frozenset[str], str] = {}
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rfields = left.split(), right.split()
+            if not rfields:
+                continue
+            if rfields[0] == "cgroup2":
+                mounts.setdefault(frozenset([""]), fields[4])
+            elif rfields[0] == "cgroup":
+                opts = set(rfields[2].split(",")) if len(rfields) > 2 else set()
+                known = {o for o in opts if o not in {"rw", "ro", "relatime", "noatime", "nosuid",
+                                                      "nodev", "noexec", "clone_children", "xattr"}}
+                mounts.setdefault(frozenset(known), fields[4])
+    return mounts
+
+
+def _own_cgroups() -> dict[frozenset[str], str]:
+    out: dict[frozenset[str], str] = {}
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            out[frozenset(ctrls.split(",")) if ctrls else frozenset([""])] = path
+    return out
+
+
+def _leave_monitor_cgroups(before: dict[frozenset[str], str]) -> None:
+    """Move back to our cgroups and remove the monitor cgroups start left us in.
+
+    On cgroup v1 hybrid hosts liblxc 5.0's daemonized start moves its caller
+    into ``lxc.monitor.<name>``; after a failed start nothing else removes it.
+    """
+    mounts = _cgroup_mounts()
+    after = _own_cgroups()
+    for ctrls, path in after.items():
+        mount = mounts.get(ctrls)
+        old = before.get(ctrls)
+        if mount is None or old is None or old == path:
+            continue
+        try:
+            with open(os.path.join(mount, old.lstrip("/"), "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            continue
+        if os.path.basename(path).startswith("lxc.monitor."):
+            try:
+                os.rmdir(os.path.join(mount, path.lstrip("/")))
+            except OSError:
+                pass
+
+
+# --------------------------------------------------------------------------- ops
+
+
+def op_start(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    c = h.c
+    c.want_close_all_fds(c, bool(args.get("close_all_fds", True)))
+    argv, _keep = _argv(args.get("argv"))
+    useinit = 1 if args.get("useinit") else 0
+    if not args.get("daemonize", True):
+        return _start_foreground(h, useinit, argv, reply)
+    c.want_daemonize(c, True)
+    before = _own_cgroups()
+    ok = c.start(c, useinit, argv)
+    _leave_monitor_cgroups(before)
+    if not ok:
+        raise h.fail("start failed")
+    pid = c.init_pid(c)
+    if pid <= 0:
+        raise h.fail("started, but the container is not running")
+    return pid
+
+
+def _start_foreground(h: Handle, useinit: int, argv: Any, reply: int) -> object:
+    """nodaemonize: this worker becomes the monitor; reply once RUNNING."""
+    c = h.c
+    c.want_daemonize(c, False)
+    name, path = h.name, ffi.string(c.config_path).decode()
+
+    def watch() -> None:
+        w = lib.lxc_container_new(_s(name), _s(path))
+        try:
+            if w.wait(w, b"RUNNING", 60):
+                write_frame(reply, ("ok", w.init_pid(w)))
+            else:
+                write_frame(reply, ("err", "lxc", "start failed (not RUNNING within 60 s)", []))
+        finally:
+            lib.lxc_container_put(w)
+            os.close(reply)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    c.start(c, useinit, argv)  # returns when the container stops
+    t.join(1)
+    os._exit(0)
+
+
+def op_create(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    c = h.c
+    specs = ffi.NULL
+    keep: list[Any] = []
+    if args.get("specs"):
+        specs = ffi.new("struct bdev_specs *")
+        for field, value in args["specs"].items():
+            if field == "fssize":
+                specs.fssize = value
+            elif field in ("fstype", "dir"):
+                keep.append(ffi.new("char[]", _s(value)))
+                setattr(specs, field, keep[-1])
+            else:
+                group, sub = field.split(".")
+                keep.append(ffi.new("char[]", _s(value)))
+                setattr(getattr(specs, group), sub, keep[-1])
+    argv, _k = _argv(args.get("argv") or [])
+    # The template's own output goes to a file, shown if it fails.
+    out = tempfile.TemporaryFile()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(out.fileno(), 1)
+    os.dup2(out.fileno(), 2)
+    try:
+        ok = c.create(c, _s(args.get("template")), _s(args.get("bdevtype")), specs,
+                      int(args.get("flags", 0)), argv)
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    if not ok:
+        err = h.fail("create failed")
+        out.seek(0)
+        text = out.read()[-4000:].decode("utf-8", "replace").splitlines()
+        err.log.extend(f"template: {ln}" for ln in text if ln.strip())
+        raise err
+    cfg = h.config_file()
+    if cfg:
+        h.strip_log_line(cfg)
+    return None
+
+
+def op_clone(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    c = h.c
+    hooks, _k = _argv(args.get("hookargs"))
+    c2 = c.clone(c, _s(args["newname"]), _s(args.get("lxcpath")), int(args.get("flags", 0)),
+                 _s(args.get("bdevtype")), _s(args.get("bdevdata")), int(args.get("newsize", 0)),
+                 hooks)
+    if c2 == ffi.NULL:
+        raise h.fail("clone failed")
+    try:
+        p = c2.config_file_name(c2)
+        cfg = ffi.string(p).decode("utf-8", "surrogateescape")
+        lib.free(p)
+        h.strip_log_line(cfg)
+    finally:
+        lib.lxc_container_put(c2)
+    return None
+
+
+def op_rename(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    if not h.c.rename(h.c, _s(args["newname"])):
+        raise h.fail("rename failed")
+    cfg = h.config_file()
+    if cfg:
+        h.strip_log_line(cfg)
+    return None
+
+
+def _simple(method: str, *names: str) -> Any:
+    """An op that calls one bool-returning member with string arguments."""
+
+    def op(args: dict[str, Any], fds: list[int], reply: int) -> object:
+        h = Handle(args)
+        fn = getattr(h.c, method)
+        if not fn(h.c, *[_s(args.get(n)) for n in names]):
+            raise h.fail(f"{method} failed")
+        return None
+
+    return op
+
+
+def op_mount(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    mnt = ffi.new("struct lxc_mount *")
+    mnt.version = lib.LXC_MOUNT_API_V1
+    data = ffi.NULL if args.get("data") is None else ffi.new("char[]", _s(args["data"]))
+    ret = h.c.mount(h.c, _s(args.get("source")), _s(args["target"]), _s(args.get("fstype")),
+                    int(args.get("flags", 0)), data, mnt)
+    if ret < 0:
+        raise h.fail(f"mount failed ({os.strerror(-ret) if ret < -1 else ret})")
+    return None
+
+
+def op_umount(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    mnt = ffi.new("struct lxc_mount *")
+    mnt.version = lib.LXC_MOUNT_API_V1
+    ret = h.c.umount(h.c, _s(args["target"]), int(args.get("flags", 0)), mnt)
+    if ret < 0:
+        raise h.fail(f"umount failed ({os.strerror(-ret) if ret < -1 else ret})")
+    return None
+
+
+def op_snapshot(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    n = h.c.snapshot(h.c, _s(args.get("commentfile")))
+    if n < 0:
+        raise h.fail("snapshot failed")
+    return n
+
+
+def op_checkpoint(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    d = ffi.new("char[]", _s(args["directory"]))
+    if not h.c.checkpoint(h.c, d, bool(args.get("stop")), bool(args.get("verbose"))):
+        raise h.fail("checkpoint failed")
+    return None
+
+
+def op_restore(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    d = ffi.new("char[]", _s(args["directory"]))
+    if not h.c.restore(h.c, d, bool(args.get("verbose"))):
+        raise h.fail("restore failed")
+    return None
+
+
+def op_migrate(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    opts = ffi.new("struct migrate_opts *")
+    keep = []
+    for field in ("directory", "predump_dir", "pageserver_address", "pageserver_port",
+                  "action_script"):
+        if args.get(field) is not None:
+            keep.append(ffi.new("char[]", _s(args[field])))
+            setattr(opts, field, keep[-1])
+    for field in ("verbose", "stop", "preserves_inodes", "disable_skip_in_flight"):
+        setattr(opts, field, bool(args.get(field)))
+    opts.ghost_limit = int(args.get("ghost_limit", 0))
+    opts.features_to_check = int(args.get("features_to_check", 0))
+    ret = h.c.migrate(h.c, int(args["cmd"]), opts, ffi.sizeof("struct migrate_opts"))
+    if ret != 0:
+        raise h.fail(f"migrate failed ({ret})")
+    return 0
+
+
+def op_console(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    h = Handle(args)
+    stdin, stdout, stderr = fds[:3]
+    ret = h.c.console(h.c, int(args.get("ttynum", -1)), stdin, stdout, stderr,
+                      int(args.get("escape", 1)))
+    if ret != 0:
+        raise h.fail("console failed")
+    return None
+
+
+def op_attach(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    """Run a command in the container; reply its pid, then its exit status.
+
+    With ``capture`` the worker collects stdout and stderr through pipes
+    (and feeds ``input``) until the command ends or ``timeout`` passes (then
+    it is killed).  Otherwise the command uses the fds sent along.
+    """
+    h = Handle(args)
+    c = h.c
+    opts = ffi.new("lxc_attach_options_t *")
+    opts.attach_flags = lib.LXC_ATTACH_DEFAULT | int(args.get("flags", 0))
+    opts.namespaces = int(args.get("namespaces", -1))
+    opts.personality = lib.LXC_ATTACH_DETECT_PERSONALITY
+    keep: list[Any] = []
+    cwd = args.get("cwd")
+    if cwd is not None:
+        keep.append(ffi.new("char[]", _s(cwd)))
+        opts.initial_cwd = keep[-1]
+    opts.uid = args["uid"] if args.get("uid") is not None else 0xFFFFFFFF
+    opts.gid = args["gid"] if args.get("gid") is not None else 0xFFFFFFFF
+    opts.env_policy = lib.LXC_ATTACH_CLEAR_ENV if args.get("clear_env") else lib.LXC_ATTACH_KEEP_ENV
+    env = [f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in (args.get("env") or {}).items()]
+    if env:
+        opts.extra_env_vars, k2 = _argv(env)
+        keep.append(k2)
+    groups = args.get("groups")
+    if groups is not None:
+        glist = ffi.new("gid_t[]", list(groups) or [0])
+        keep.append(glist)
+        opts.groups.size = len(groups)
+        opts.groups.list = glist
+        opts.attach_flags |= lib.LXC_ATTACH_SETGROUPS
+    opts.log_fd = -9  # -EBADF: no separate attach log
+
+    capture = bool(args.get("capture"))
+    pipes: dict[str, tuple[int, int]] = {}
+    if capture:
+        for stream in ("stdin", "stdout", "stderr"):
+            pipes[stream] = os.pipe()
+        opts.stdin_fd = pipes["stdin"][0]
+        opts.stdout_fd = pipes["stdout"][1]
+        opts.stderr_fd = pipes["stderr"][1]
+    else:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        std = list(fds[:3]) + [devnull] * (3 - len(fds[:3]))
+        opts.stdin_fd, opts.stdout_fd, opts.stderr_fd = std
+
+    cmd = ffi.new("lxc_attach_command_t *")
+    argv, k3 = _argv(args["argv"])
+    keep.append(k3)
+    cmd.program = argv[0]
+    cmd.argv = argv
+    pid_out = ffi.new("pid_t *")
+    ret = c.attach(c, ffi.addressof(lib, "lxc_attach_run_command"), cmd, opts, pid_out)
+    if ret < 0:
+        raise h.fail("attach failed")
+    pid = int(pid_out[0])
+    write_frame(reply, ("ok", pid))
+
+    deadline = args.get("timeout")
+    deadline = None if deadline is None or deadline < 0 else time.monotonic() + deadline
+    out, err = bytearray(), bytearray()
+    timed_out = False
+    if capture:
+        os.close(pipes["stdin"][0])
+        os.close(pipes["stdout"][1])
+        os.close(pipes["stderr"][1])
+        timed_out = _pump(pid, pipes["stdin"][1], args.get("input") or b"",
+                          {pipes["stdout"][0]: out, pipes["stderr"][0]: err}, deadline)
+    status, killed = _wait(pid, deadline)
+    code = os.waitstatus_to_exitcode(status)
+    timed_out = timed_out or killed
+    return {"pid": pid, "status": code, "stdout": bytes(out), "stderr": bytes(err),
+            "timed_out": timed_out}
+
+
+def _pump(pid: int, stdin: int, data: bytes, outs: dict[int, bytearray],
+          deadline: float | None) -> bool:
+    """Feed stdin and collect outputs until both outputs close or the deadline."""
+    view = memoryview(data)
+    if not view:
+        os.close(stdin)
+        stdin = -1
+    else:
+        os.set_blocking(stdin, False)
+    while outs or stdin >= 0:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            os.kill(pid, signal.SIGKILL)
+            return True
+        rlist = list(outs)
+        wlist = [stdin] if stdin >= 0 else []
+        r, w, _ = select.select(rlist, wlist, [], remaining)
+        for fd in r:
+            chunk = os.read(fd, 65536)
+            if chunk:
+                outs[fd] += chunk
+            else:
+                os.close(fd)
+                del outs[fd]
+        if w:
+            try:
+                n = os.write(stdin, view[:65536])
+                view = view[n:]
+            except BrokenPipeError:
+                view = view[:0]
+            if not view:
+                os.close(stdin)
+                stdin = -1
+    return False
+
+
+def _wait(pid: int, deadline: float | None) -> tuple[int, bool]:
+    """Wait for *pid*; past the deadline kill it.  Returns (status, killed)."""
+    if deadline is not None:
+        pidfd = os.pidfd_open(pid)
+        try:
+            r, _, _ = select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(pidfd)
+        if not r:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitpid(pid, 0)[1], True
+    return os.waitpid(pid, 0)[1], False
+
+
+OPS = {
+    "start": op_start,
+    "create": op_create,
+    "clone": op_clone,
+    "rename": op_rename,
+    "destroy": _simple("destroy"),
+    "destroy_with_snapshots": _simple("destroy_with_snapshots"),
+    "snapshot": op_snapshot,
+    "snapshot_restore": _simple("snapshot_restore", "snapname", "newname"),
+    "snapshot_destroy": _simple("snapshot_destroy", "snapname"),
+    "snapshot_destroy_all": _simple("snapshot_destroy_all"),
+    "add_device_node": _simple("add_device_node", "src_path", "dest_path"),
+    "remove_device_node": _simple("remove_device_node", "src_path", "dest_path"),
+    "attach_interface": _simple("attach_interface", "dev", "dst_dev"),
+    "detach_interface": _simple("detach_interface", "dev", "dst_dev"),
+    "mount": op_mount,
+    "umount": op_umount,
+    "checkpoint": op_checkpoint,
+    "restore": op_restore,
+    "migrate": op_migrate,
+    "console": op_console,
+    "attach": op_attach,
+}
+
+
+# --------------------------------------------------------------------------- main loop
+
+
+def run_worker(op: str, args: dict[str, Any], fds: list[int], reply: int) -> None:
+    """In the forked worker: run one op, write its reply, exit."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    code = 0
+    try:
+        fn = OPS.get(op)
+        if fn is None:
+            raise OpError(f"unknown helper operation {op!r}", kind="helper")
+        result = fn(args, fds, reply)
+        write_frame(reply, ("ok", result))
+    except OpError as exc:
+        write_frame(reply, ("err", exc.kind, str(exc), exc.log))
+        code = 1
+    except BaseException as exc:  # report, never hang the caller
+        write_frame(reply, ("err", "helper", f"{type(exc).__name__}: {exc}",
+                            traceback.format_exc().splitlines()[-6:]))
+        code = 2
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def serve(sock: socket.socket) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        r, _, _ = select.select([sock], [], [], 1.0)
+        _reap()
+        if not r:
+            continue
+        try:
+            msg, ancdata, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4))
+        except (ConnectionResetError, OSError):
+            msg, ancdata = b"", []
+        fds: list[int] = []
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                a = array.array("i")
+                a.frombytes(data[: len(data) - (len(data) % a.itemsize)])
+                fds.extend(a)
+        if not msg:
+            for fd in fds:
+                os.close(fd)
+            return  # the user's process is gone
+        if not fds:
+            continue  # malformed: no reply pipe
+        reply, extra = fds[0], fds[1:]
+        try:
+            op, args = pickle.loads(msg)
+        except Exception:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            run_worker(op, args, extra, reply)
+        for fd in fds:
+            os.close(fd)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main(argv: list[str]) -> int:
+    sys.path.append(HERE)  # for the stdlib-only sibling _errlog (-I left it out)
+    _load_extension()
+    fd = int(argv[1])
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    serve(sock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

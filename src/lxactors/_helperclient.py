@@ -1,0 +1,214 @@
+"""The user-side end of the helper process (see ``_helper``).
+
+One helper per process, started on first use and started again if it dies
+or the process forks.  Calls from many threads run concurrently: each request
+has its own reply pipe and its own worker in the helper.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import pickle
+import select
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lxactors._errors import HelperError, LxcError, LxcTimeoutError
+
+__all__ = ["Helper", "Reply", "helper", "set_helper_wrapper"]
+
+HELPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_helper.py")
+#: Default timeout for a helper round trip, in seconds.
+DEFAULT_TIMEOUT = 120.0
+
+
+class Reply:
+    """The read end of one request's reply pipe: frames until EOF."""
+
+    def __init__(self, fd: int, container: str | None, operation: str) -> None:
+        self.fd = fd
+        self.container = container
+        self.operation = operation
+        self._buf = bytearray()
+
+    def frame(self, timeout: float | None) -> Any:
+        """Return the next frame's value, raising what the worker reported."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        while True:
+            if len(self._buf) >= 4:
+                (size,) = struct.unpack("!I", self._buf[:4])
+                if len(self._buf) >= 4 + size:
+                    data = bytes(self._buf[4 : 4 + size])
+                    del self._buf[: 4 + size]
+                    return self._decode(pickle.loads(data))
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise LxcTimeoutError(
+                    self.container, self.operation, f"no answer within {timeout:g} s"
+                )
+            r, _, _ = select.select([self.fd], [], [], remaining)
+            if not r:
+                continue
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                raise HelperError(
+                    self.container, self.operation, "the helper worker ended without answering"
+                )
+            self._buf += chunk
+
+    def _decode(self, frame: tuple[Any, ...]) -> Any:
+        if frame[0] == "ok":
+            return frame[1]
+        _, kind, message, log = frame
+        cls = HelperError if kind == "helper" else LxcError
+        raise cls(self.container, self.operation, message, log)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Reply:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Helper:
+    """A running helper process and the socket to it."""
+
+    def __init__(self, wrapper: Sequence[str] = ()) -> None:
+        self.wrapper = list(wrapper)
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The helper's pid, if it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _ensure(self) -> socket.socket:
+        with self._lock:
+            if (
+                self._sock is not None
+                and self._pid == os.getpid()
+                and self._proc is not None
+                and self._proc.poll() is None
+            ):
+                return self._sock
+            self._spawn()
+            assert self._sock is not None
+            return self._sock
+
+    def _spawn(self) -> None:
+        if self._pid == os.getpid():
+            self._close_locked()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [*self.wrapper, sys.executable, "-I", HELPER_SCRIPT, str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except OSError as exc:
+            parent.close()
+            raise HelperError(None, "start helper", f"cannot run the helper: {exc}") from exc
+        finally:
+            child.close()
+        self._sock = parent
+        self._pid = os.getpid()
+
+    def _close_locked(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None and self._pid == os.getpid():
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def close(self) -> None:
+        """Close the socket: the helper applies its policies and exits."""
+        with self._lock:
+            self._close_locked()
+
+    def request(
+        self,
+        op: str,
+        args: dict[str, Any],
+        fds: Sequence[int] = (),
+        container: str | None = None,
+    ) -> Reply:
+        """Send one request; return its reply channel."""
+        payload = pickle.dumps((op, args), protocol=pickle.HIGHEST_PROTOCOL)
+        for attempt in (1, 2):
+            sock = self._ensure()
+            r, w = os.pipe2(os.O_CLOEXEC)
+            try:
+                sock.sendmsg(
+                    [payload],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w, *fds]))],
+                )
+            except OSError as exc:
+                os.close(r)
+                if attempt == 2:
+                    raise HelperError(container, op, f"cannot reach the helper: {exc}") from exc
+                with self._lock:
+                    self._close_locked()
+                continue
+            finally:
+                os.close(w)
+            return Reply(r, container, op)
+        raise AssertionError("unreachable")
+
+    def call(
+        self,
+        op: str,
+        args: dict[str, Any],
+        fds: Sequence[int] = (),
+        container: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Any:
+        """One request, one answer."""
+        with self.request(op, args, fds, container) as reply:
+            return reply.frame(timeout)
+
+
+_helper: Helper | None = None
+_helper_lock = threading.Lock()
+
+
+def helper() -> Helper:
+    """This process's helper."""
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = Helper()
+        return _helper
+
+
+def set_helper_wrapper(wrapper: Sequence[str]) -> None:
+    """Run the helper under a wrapper command (the seed's ``exec``, e.g. valgrind).
+
+    Applies to the next helper started; the current one is closed.
+    """
+    global _helper
+    with _helper_lock:
+        if _helper is not None:
+            _helper.close()
+        _helper = Helper(wrapper)
