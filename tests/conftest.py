@@ -1,0 +1,85 @@
+"""Real containers in a temporary lxcpath, and a check that nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from lxactors import liblxc
+from tests import leaks
+
+
+@pytest.fixture(scope="session")
+def lxcpath() -> Iterator[str]:
+    """A private lxcpath for the whole run, removed at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("real containers need root")
+    path = tempfile.mkdtemp(prefix="lxactors-test-", dir="/var/tmp")
+    yield path
+    for name in liblxc.list_active_containers(path):
+        with liblxc.Container(name, path) as c:
+            c.stop()
+    for name in liblxc.list_defined_containers(path):
+        with liblxc.Container(name, path) as c:
+            c.destroy()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def base(lxcpath: str) -> str:
+    """Name of a stopped busybox container, made once, to clone from."""
+    name = "base"
+    with liblxc.Container(name, lxcpath) as c:
+        if not c.is_defined():
+            c.create("busybox")
+    return name
+
+
+_counter = iter(range(1_000_000))
+_counter_lock = threading.Lock()
+
+
+def unique_name(prefix: str = "t") -> str:
+    with _counter_lock:
+        return f"{prefix}{os.getpid()}-{next(_counter)}"
+
+
+@pytest.fixture
+def make_container(lxcpath: str, base: str) -> Iterator[Callable[..., liblxc.Container]]:
+    """Make a container (an overlay snapshot of the base) that is destroyed after the test."""
+    made: list[liblxc.Container] = []
+
+    def make(name: str | None = None, *, start: bool = False) -> liblxc.Container:
+        with liblxc.Container(base, lxcpath) as b:
+            c = b.clone(name or unique_name(), flags=liblxc.CLONE_SNAPSHOT, bdevtype="overlay")
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    for c in made:
+        if c.closed:
+            continue
+        if c.is_running():
+            c.stop()
+        if c.is_defined():
+            c.destroy()
+        c.close()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a container, mount, monitor, cgroup or fd behind."""
+    if "lxcpath" not in request.fixturenames:
+        yield
+        return
+    path = request.getfixturevalue("lxcpath")
+    before = leaks.snapshot(path)
+    yield
+    leaks.assert_same(before, leaks.settle(path, before))
