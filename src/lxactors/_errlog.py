@@ -27,6 +27,9 @@ _seq = count()
 #: Upper bound on what is read back for one error: the last lines matter.
 _MAX_READ = 64 * 1024
 _MAX_LINES = 20
+#: Levels left out of error reports (the log runs at INFO so that init's exit
+#: status, which liblxc logs at INFO, can be read).
+_QUIET = ("INFO ", "NOTICE ", "DEBUG ", "TRACE ")
 
 
 def log_dir() -> str:
@@ -56,8 +59,14 @@ class HandleLog:
         except OSError:
             self._offset = 0
 
+    def size(self) -> int:
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return 0
+
     def read_new(self) -> list[str]:
-        """Return the error lines written since the last mark or read."""
+        """Return the error and warning lines written since the last mark or read."""
         try:
             with open(self.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
@@ -68,7 +77,16 @@ class HandleLog:
             return []
         self._offset = size
         lines = [_shorten(line) for line in data.decode("utf-8", "replace").splitlines()]
-        return [line for line in lines if line][-_MAX_LINES:]
+        return [line for line in lines if line and not line.startswith(_QUIET)][-_MAX_LINES:]
+
+    def lines_since(self, offset: int, limit: int = 1 << 20) -> list[str]:
+        """Every raw line written from byte *offset* on (at most *limit* bytes)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                return f.read(limit).decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
 
     def remove(self) -> None:
         try:

@@ -17,7 +17,7 @@ frames to the reply pipe: ``("ok", value)`` or ``("err", kind, message, log)``;
 
 End of file on the socket means the user's process is gone, however it died:
 the helper then applies the registered owner-death policies (see
-``_apply_policies``) and exits.
+``apply_policies``) and exits.
 
 This file must stay importable without the ``lxactors`` package: it loads
 the extension by path and uses only its sibling ``_errlog`` module.
@@ -114,6 +114,10 @@ class Handle:
             self.c.clear_config(self.c)
             if not self.c.load_config(self.c, _s(snapshot)):
                 raise OpError(f"cannot load the configuration snapshot {snapshot}")
+        elif self.log_path:
+            # The on-disk config has no lxc.log.file (it is stripped when
+            # written): without this, liblxc's reasons for a failure are lost.
+            self.c.set_config_item(self.c, b"lxc.log.file", _s(self.log_path))
         self.log_offset = self._log_size()
 
     def _log_size(self) -> int:
@@ -229,27 +233,44 @@ def op_start(args: dict[str, Any], fds: list[int], reply: int) -> object:
 
 
 def _start_foreground(h: Handle, useinit: int, argv: Any, reply: int) -> object:
-    """nodaemonize: this worker becomes the monitor; reply once RUNNING."""
+    """nodaemonize: this worker becomes the monitor; a forked watcher replies.
+
+    liblxc refuses a non-daemonized start in a threaded process, so the
+    watcher is a process: it answers once the container is RUNNING, or with
+    the log once this worker (the monitor) has exited without getting there.
+    """
     c = h.c
     c.want_daemonize(c, False)
     name, path = h.name, ffi.string(c.config_path).decode()
-
-    def watch() -> None:
-        w = lib.lxc_container_new(_s(name), _s(path))
-        try:
-            if w.wait(w, b"RUNNING", 60):
-                write_frame(reply, ("ok", w.init_pid(w)))
-            else:
-                write_frame(reply, ("err", "lxc", "start failed (not RUNNING within 60 s)", []))
-        finally:
-            lib.lxc_container_put(w)
-            os.close(reply)
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
+    monitor = os.getpid()
+    if os.fork() == 0:
+        _watch_start(h, name, path, monitor, reply)
+    os.close(reply)
     c.start(c, useinit, argv)  # returns when the container stops
-    t.join(1)
     os._exit(0)
+
+
+def _watch_start(h: Handle, name: str, path: str, monitor: int, reply: int) -> None:
+    code = 1
+    try:
+        pidfd = os.pidfd_open(monitor)
+        w = lib.lxc_container_new(_s(name), _s(path))
+        deadline = time.monotonic() + 60
+        while True:
+            ended, _, _ = select.select([pidfd], [], [], 0.01)
+            if ffi.string(w.state(w)) == b"RUNNING" and w.init_pid(w) > 0:
+                write_frame(reply, ("ok", w.init_pid(w)))
+                code = 0
+                break
+            if ended:
+                err = h.fail("start failed")
+                write_frame(reply, ("err", err.kind, str(err), err.log))
+                break
+            if time.monotonic() > deadline:
+                write_frame(reply, ("err", "lxc", "start failed (not RUNNING within 60 s)", []))
+                break
+    finally:
+        os._exit(code)
 
 
 def op_create(args: dict[str, Any], fds: list[int], reply: int) -> object:
@@ -362,6 +383,8 @@ def op_snapshot(args: dict[str, Any], fds: list[int], reply: int) -> object:
     n = h.c.snapshot(h.c, _s(args.get("commentfile")))
     if n < 0:
         raise h.fail("snapshot failed")
+    path = ffi.string(h.c.config_path).decode("utf-8", "surrogateescape")
+    h.strip_log_line(os.path.join(path, h.name, "snaps", f"snap{n}", "config"))
     return n
 
 
@@ -587,6 +610,40 @@ def run_worker(op: str, args: dict[str, Any], fds: list[int], reply: int) -> Non
         os._exit(code)
 
 
+#: Containers whose fate the helper decides if the user's process dies:
+#: (lxcpath, name) -> type.
+REGISTRY: dict[tuple[str, str], str] = {}
+
+
+def _registry_op(op: str, args: dict[str, Any]) -> object:
+    key = (args["path"], args["name"])
+    if op == "register":
+        REGISTRY[key] = args["type"]
+    else:
+        REGISTRY.pop(key, None)
+    return None
+
+
+def apply_policies() -> None:
+    """The user's process is gone: temporary -> stopped and deleted,
+    transient -> stopped, permanent -> left running."""
+    for (path, name), type_ in list(REGISTRY.items()):
+        if type_ == "permanent":
+            continue
+        c = lib.lxc_container_new(_s(name), _s(path))
+        if c == ffi.NULL:
+            continue
+        try:
+            if c.is_running(c):
+                c.stop(c)
+                c.wait(c, b"STOPPED", 10)
+            if type_ == "temporary" and c.is_defined(c):
+                c.destroy(c)
+        finally:
+            lib.lxc_container_put(c)
+    REGISTRY.clear()
+
+
 def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
@@ -607,13 +664,22 @@ def serve(sock: socket.socket) -> None:
         if not msg:
             for fd in fds:
                 os.close(fd)
-            return  # the user's process is gone
+            apply_policies()  # the user's process is gone
+            return
         if not fds:
             continue  # malformed: no reply pipe
         reply, extra = fds[0], fds[1:]
         try:
             op, args = pickle.loads(msg)
         except Exception:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if op in ("register", "unregister"):
+            try:
+                write_frame(reply, ("ok", _registry_op(op, args)))
+            except OSError:
+                pass
             for fd in fds:
                 os.close(fd)
             continue

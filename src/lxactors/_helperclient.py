@@ -91,6 +91,9 @@ class Helper:
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid = 0
+        #: What the helper must do with each container if this process dies;
+        #: replayed to a new helper if the old one died.
+        self._registry: dict[tuple[str, str], str] = {}
 
     @property
     def pid(self) -> int | None:
@@ -99,6 +102,11 @@ class Helper:
 
     def _ensure(self) -> socket.socket:
         with self._lock:
+            if self._pid and self._pid != os.getpid():
+                # A forked child: the parent's helper and containers are not ours.
+                self._registry.clear()
+                self._sock = None
+                self._proc = None
             if (
                 self._sock is not None
                 and self._pid == os.getpid()
@@ -108,7 +116,35 @@ class Helper:
                 return self._sock
             self._spawn()
             assert self._sock is not None
+            for (path, name), type_ in list(self._registry.items()):
+                self._send_registry(self._sock, "register", path, name, type_)
             return self._sock
+
+    @staticmethod
+    def _send_registry(sock: socket.socket, op: str, path: str, name: str,
+                       type_: str | None) -> None:
+        payload = pickle.dumps((op, {"path": path, "name": name, "type": type_}))
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))])
+        finally:
+            os.close(w)
+        with Reply(r, name, op) as reply:
+            reply.frame(10)
+
+    def register(self, path: str, name: str, type_: str) -> None:
+        """Tell the helper the container's type, for the case this process dies."""
+        with self._lock:
+            self._registry[(path, name)] = type_
+        self.call("register", {"path": path, "name": name, "type": type_}, container=name,
+                  timeout=10)
+
+    def unregister(self, path: str, name: str) -> None:
+        with self._lock:
+            if self._registry.pop((path, name), None) is None:
+                return
+        if self._sock is not None and self._pid == os.getpid():
+            self.call("unregister", {"path": path, "name": name}, container=name, timeout=10)
 
     def _spawn(self) -> None:
         if self._pid == os.getpid():
@@ -136,7 +172,7 @@ class Helper:
             self._sock = None
         if self._proc is not None and self._pid == os.getpid():
             try:
-                self._proc.wait(timeout=10)
+                self._proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()

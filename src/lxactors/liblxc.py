@@ -12,6 +12,7 @@ rest call liblxc directly.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from lxactors import _validate as v
 from lxactors._errlog import HandleLog, log_dir, strip_from_config
 from lxactors._errors import ContainerClosedError, LxcError
 from lxactors._ffi import NULL, ffi, from_c, lib, take_string, take_string_array
-from lxactors._helperclient import DEFAULT_TIMEOUT, Reply, helper
+from lxactors._helperclient import DEFAULT_TIMEOUT, Helper, Reply, helper
 
 __all__ = [
     "Container",
@@ -150,7 +151,8 @@ class Container:
     liblxc's default.  Close it with :meth:`close` or a ``with`` block.
     """
 
-    def __init__(self, name: str, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, name: str, path: str | os.PathLike[str] | None = None,
+                 *, helper: Helper | None = None) -> None:
         raw = v.check_name(name)
         rawpath = None if path is None else v.check_path(path, "lxcpath")
         c = lib.lxc_container_new(raw, _c_str(rawpath))
@@ -158,6 +160,7 @@ class Container:
             raise LxcError(name, "open", "liblxc could not allocate a handle (bad lxcpath?)")
         self._c: Any = ffi.gc(c, lib.lxc_container_put)
         self._name = name
+        self._helper = helper
         self._lock = threading.Lock()
         self._daemonize = True
         self._close_all_fds = True
@@ -211,13 +214,28 @@ class Container:
         args.update(extra)
         self._log.mark()
         try:
-            return helper().call(op, args, fds, container=self._name, timeout=timeout)
+            return self._get_helper().call(op, args, fds, container=self._name, timeout=timeout)
         finally:
             if snapshot:
                 try:
                     os.unlink(args["config"])
                 except OSError:
                     pass
+
+    def _get_helper(self) -> Helper:
+        return self._helper if self._helper is not None else helper()
+
+    def set_helper(self, helper: Helper | None) -> None:
+        """Run this handle's forking calls in *helper* (None: the process's own)."""
+        self._helper = helper
+
+    def log_size(self) -> int:
+        """Bytes in this handle's liblxc log so far (see :meth:`log_lines_since`)."""
+        return self._log.size()
+
+    def log_lines_since(self, offset: int) -> list[str]:
+        """The raw liblxc log lines written from *offset* on."""
+        return self._log.lines_since(offset)
 
     def _reload(self) -> None:
         """Re-read the on-disk config after the helper changed it."""
@@ -601,7 +619,7 @@ class Container:
     def mount(self, source: str | None, target: str, filesystemtype: str | None = None,
               mountflags: int = 0, data: str | None = None) -> None:
         """Mount *source* on *target* inside the running container."""
-        self._via_helper("mount", source=_path_arg(source, "source"),
+        self._via_helper("mount", snapshot=True, source=_path_arg(source, "source"),
                          target=_path_arg(target, "target"),
                          fstype=None if filesystemtype is None else v.check_text(
                              filesystemtype, "filesystem type", allow_newline=False).decode(),
@@ -609,7 +627,7 @@ class Container:
                          data=None if data is None else v.check_text(data, "mount data").decode())
 
     def umount(self, target: str, mountflags: int = 0) -> None:
-        self._via_helper("umount", target=_path_arg(target, "target"),
+        self._via_helper("umount", snapshot=True, target=_path_arg(target, "target"),
                          flags=v.check_int(mountflags, "mountflags", low=0, high=2**31 - 1))
 
     # ------------------------------------------------------------ console
@@ -641,6 +659,8 @@ class Container:
         size = ffi.new("uint64_t *", v.check_int(read_max, "read_max", low=0, high=1 << 30))
         log.clear, log.read, log.read_max = bool(clear), bool(read), size
         ret = int(self._call("console_log", log))
+        if ret == -errno.ENODATA:  # an empty ring buffer: nothing written yet, or cleared
+            return b""
         if ret < 0:
             raise self._fail("console_log", f"failed ({os.strerror(-ret)})")
         if log.data == NULL:
@@ -691,7 +711,7 @@ class Container:
             raise TypeError("input must be bytes")
         t = v.check_timeout(timeout)
         args = self._attach_args(argv, env, clear_env, uid, gid, groups, cwd, namespaces, flags)
-        with helper().request("attach", {**self._helper_args(), **args, "capture": True,
+        with self._get_helper().request("attach", {**self._helper_args(), **args, "capture": True,
                                          "input": bytes(input or b""), "timeout": t},
                               container=self._name) as reply:
             self._log.mark()
@@ -718,7 +738,7 @@ class Container:
         try:
             fds = [devnull if fd is None else v.check_int(fd, "fd", low=0, high=2**31 - 1)
                    for fd in (stdin, stdout, stderr)]
-            reply = helper().request("attach", {**self._helper_args(), **args, "capture": False},
+            reply = self._get_helper().request("attach", {**self._helper_args(), **args, "capture": False},
                                      fds, container=self._name)
         finally:
             os.close(devnull)

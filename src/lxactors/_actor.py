@@ -1,0 +1,373 @@
+"""``ContainerActor``: one pykka actor per container, owning its liblxc handle.
+
+Every operation on a spawned container runs in its actor's thread, so calls
+are serialized.  The actor boots the container (config, create or clone,
+chroot, start, cgroup, console), learns from the console thread when init
+exits, tells the owner, and applies the container-end half of the policy
+table (the owner-death half is the supervisor's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import time
+from collections import deque
+from typing import Any
+
+import pykka
+
+from lxactors import _base
+from lxactors._chroot import apply_chroot, rootfs_dir
+from lxactors._console import Console, hub
+from lxactors._errors import LxcError
+from lxactors._helperclient import Helper
+from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
+from lxactors._options import SpawnOptions, Type
+from lxactors._owner import Owner
+from lxactors.liblxc import Container
+
+__all__ = ["ContainerActor", "Intensity"]
+
+log = logging.getLogger("lxactors")
+
+_ENDED = re.compile(r"Child <(\d+)> ended on (error \((\d+)\)|signal [^(]*\((\d+)\))")
+
+
+class Intensity:
+    """OTP-style restart intensity: at most ``restarts`` within ``period`` seconds."""
+
+    def __init__(self, restarts: int = 3, period: float = 5.0) -> None:
+        self.restarts = restarts
+        self.period = period
+        self._times: deque[float] = deque()
+        self.count = 0
+
+    def allow(self) -> bool:
+        """Record a restart; False if it would exceed the intensity."""
+        now = time.monotonic()
+        while self._times and now - self._times[0] > self.period:
+            self._times.popleft()
+        if len(self._times) >= self.restarts:
+            return False
+        self._times.append(now)
+        self.count += 1
+        return True
+
+
+class ContainerActor(pykka.ThreadingActor):
+    """The actor behind a :class:`~lxactors.ContainerRef`."""
+
+    # Daemon: a forgotten container must not keep the interpreter alive; the
+    # supervisor's exit hook applies the policies instead.
+    use_daemon_thread = True
+
+    def __init__(self, name: str, named: bool, options: SpawnOptions, owner: Owner,
+                 type_: Type, intensity: Intensity, on_end: Any = None) -> None:
+        super().__init__()
+        self.name = name
+        self.named = named
+        self.options = options
+        self.owner = owner
+        self.type: Type = type_
+        self.intensity = intensity
+        self.handle: Container | None = None
+        self.console: Console | None = None
+        self.init_pid: int | None = None
+        self._cancel_watch: Any = None
+        self._log_offset = 0
+        self._exit_reason: str | None = None
+        self._created = False
+        self._on_end = on_end
+        self._helper = Helper(options.exec) if options.exec else None
+
+    # ------------------------------------------------------------ boot
+
+    def boot(self) -> str:
+        """Open, configure, create or clone, start; return the lxcpath."""
+        try:
+            self._boot()
+        except BaseException:
+            self._cleanup_failed_boot()
+            raise
+        assert self.handle is not None
+        return self.handle.get_config_path()
+
+    def _boot(self) -> None:
+        o = self.options
+        h = Container(self.name, o.path, helper=self._helper)
+        self.handle = h
+        if h.is_running():
+            self._connect()
+            return
+        if not h.is_defined():
+            if not self.named and o.create is None:
+                h.close()
+                self.handle = h = _base.ephemeral_clone(self.name, o.path)
+                self._created = True
+                h.set_helper(self._helper)
+                self._configure(h)
+            else:
+                self._configure(h)
+                c = dict(o.create or {})
+                h.create(c.get("template", "busybox"), c.get("bdevtype"), c.get("bdevspec"),
+                         c.get("flags", 0), c.get("argv", ()))
+                self._created = True
+        else:
+            self._configure(h)
+        if o.chroot:
+            apply_chroot(self.name, rootfs_dir(h.get_config_item("lxc.rootfs.path")), o.chroot)
+        self._start()
+
+    def _configure(self, h: Container) -> None:
+        for step in self.options.config:
+            if step[0] == "clear":
+                h.clear_config()
+            elif step[0] == "load":
+                h.load_config(step[1])
+            elif step[0] == "set":
+                h.set_config_item(step[1], step[2])
+            else:
+                h.clear_config_item(step[1])
+        # INFO: liblxc logs init's exit status at that level.
+        level = self.options.log_level if self.options.verbose >= 3 else "INFO"
+        h.set_config_item("lxc.log.level", level)
+
+    def _start(self) -> None:
+        h = self.handle
+        assert h is not None
+        o = self.options
+        h.want_daemonize(not o.nodaemonize)
+        h.want_close_all_fds(not o.nocloseallfds)
+        self._log_offset = h.log_size()
+        self._exit_reason = None
+        argv = o.start.get("argv")
+        pid = h.start(bool(o.start.get("useinit", False)), argv or None, timeout=o.timeout)
+        self.init_pid = pid
+        for key, value in o.cgroup:
+            h.set_cgroup_item(key, value)
+        self._watch(pid)
+        if o.console:
+            self._open_console()
+
+    def _connect(self) -> None:
+        """Take over a running container (adoption, or reuse of a name)."""
+        h = self.handle
+        assert h is not None
+        self._log_offset = h.log_size()
+        pid = h.init_pid()
+        if pid is None:
+            raise LxcError(self.name, "connect", "the container stopped while connecting")
+        self.init_pid = pid
+        self._watch(pid)
+        if self.options.console:
+            self._open_console()
+
+    def _open_console(self) -> None:
+        assert self.handle is not None
+        cfd = self.handle.console_getfd(0)
+        self.console = Console(self.name, cfd.ptx, cfd.fd, self.owner, self.options.window)
+        hub().add(self.console)
+
+    def _watch(self, pid: int) -> None:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.actor_ref.tell(("init_exited", pid))
+            return
+        ref = self.actor_ref
+        self._cancel_watch = hub().watch(pidfd, lambda: ref.tell(("init_exited", pid)))
+
+    def _cleanup_failed_boot(self) -> None:
+        h = self.handle
+        if h is None or h.closed:
+            return
+        with contextlib.suppress(LxcError):
+            if h.is_running():
+                h.stop()
+            if self._created and h.is_defined():
+                h.destroy()
+        self._release()
+
+    # ------------------------------------------------------------ messages
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, tuple) and message and message[0] == "init_exited":
+            self._init_exited(message[1])
+            return None
+        return super().on_receive(message)
+
+    def _init_exited(self, pid: int) -> None:
+        h = self.handle
+        if h is None or pid != self.init_pid:
+            return  # stale: already handled by exit() or a restart
+        h.wait("STOPPED", 10)
+        new_pid = h.init_pid()
+        if new_pid is not None and new_pid != pid:
+            # Rebooted: init was replaced inside the same monitor.
+            self.init_pid = new_pid
+            self._watch(new_pid)
+            return
+        self._ended(self._exit_message())
+
+    def _exit_message(self) -> ContainerExited:
+        assert self.handle is not None
+        status = sig = None
+        for line in self.handle.log_lines_since(self._log_offset):
+            m = _ENDED.search(line)
+            if m and int(m.group(1)) == self.init_pid:
+                if m.group(3) is not None:
+                    status = int(m.group(3))
+                else:
+                    sig = int(m.group(4))
+        if self._exit_reason is not None:
+            reason = self._exit_reason
+        elif sig is not None:
+            # SIGINT is how a pid namespace's init is told to power off.
+            reason = "normal" if sig == signal.SIGINT else "signal"
+        elif status:
+            reason = "error"
+        else:
+            reason = "normal"
+            status = 0
+        return ContainerExited(self.name, reason, status, sig)
+
+    def _ended(self, exited: ContainerExited) -> None:
+        """The container stopped: tell the owner, then restart, destroy or stop."""
+        self.init_pid = None
+        self._close_console()
+        self.owner.deliver(exited)
+        requested = self._exit_reason is not None
+        restart = not requested and (
+            self.type == "permanent" or (self.type == "transient" and not exited.normal)
+        )
+        if restart:
+            if self.intensity.allow():
+                try:
+                    self._start()
+                except LxcError as exc:
+                    log.warning("restart of %s failed: %s", self.name, exc)
+                else:
+                    self.owner.deliver(ContainerRestarted(self.name, self.intensity.count, exited))
+                    return
+            self.owner.deliver(GaveUp(self.name, self.intensity.count, self.intensity.period,
+                                      exited))
+        if self.type == "temporary":
+            self._destroy()
+        self._finish()
+
+    def _destroy(self) -> None:
+        h = self.handle
+        if h is None:
+            return
+        try:
+            if h.is_defined():
+                h.destroy()
+        except LxcError as exc:
+            log.warning("cannot delete temporary container %s: %s", self.name, exc)
+
+    def _finish(self) -> None:
+        self._release()
+        if self._on_end is not None:
+            self._on_end(self)
+        self.stop()
+
+    def _close_console(self) -> None:
+        if self.console is not None:
+            self.console.close()
+            self.console = None
+
+    def _release(self) -> None:
+        if self._cancel_watch is not None:
+            self._cancel_watch()
+            self._cancel_watch = None
+        self._close_console()
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+    # ------------------------------------------------------------ API (via proxy)
+
+    def exit(self, reason: str, timeout: float) -> ContainerExited | None:
+        """Halt: ``"normal"`` shuts down (killed after *timeout*), ``"kill"`` kills."""
+        h = self.handle
+        if h is None:
+            return None
+        self._exit_reason = reason
+        if h.is_running():
+            if reason == "normal" and not h.shutdown(timeout):
+                h.stop()
+            elif reason == "kill":
+                h.stop()
+            h.wait("STOPPED", 10)
+        if self._cancel_watch is not None:
+            self._cancel_watch()
+            self._cancel_watch = None
+        exited = self._exit_message() if self.init_pid else ContainerExited(self.name, reason)
+        self._ended(exited)
+        return exited
+
+    def abandon(self) -> None:
+        """The owner died: apply the owner-death policy of the current type."""
+        h = self.handle
+        if h is None:
+            return
+        if self.type == "permanent":
+            log.info("owner of permanent container %s died; left running", self.name)
+            self._release()
+            if self._on_end is not None:
+                self._on_end(self)
+            self.stop()
+            return
+        self._exit_reason = "kill"
+        with contextlib.suppress(LxcError):
+            if h.is_running():
+                h.stop()
+        if self._cancel_watch is not None:
+            self._cancel_watch()
+            self._cancel_watch = None
+        self.init_pid = None
+        if self.type == "temporary":
+            self._destroy()
+        self._finish()
+
+    def send(self, data: bytes, timeout: float) -> None:
+        if self.console is None:
+            raise LxcError(self.name, "send", "the container has no console (stopped, or console=False)")
+        self.console.send(data, timeout)
+
+    def get_type(self) -> Type:
+        return self.type
+
+    def set_type(self, new: Type) -> None:
+        self.type = new
+
+    def get_console(self) -> Console | None:
+        return self.console
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a low-level handle method in the actor's thread."""
+        if self.handle is None:
+            raise LxcError(self.name, method, "the container actor has ended")
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return getattr(self.handle, method)(*args, **kwargs)
+
+    def state(self) -> str:
+        return self.handle.state() if self.handle is not None else "STOPPED"
+
+    def set_owner(self, owner: Owner) -> None:
+        self.owner = owner
+        if self.console is not None:
+            self.console.set_owner(owner)
+
+    # ------------------------------------------------------------ pykka hooks
+
+    def on_stop(self) -> None:
+        self._release()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._release()

@@ -1,0 +1,213 @@
+"""The high-level API: erlxc's ``spawn / exit / send / type / container / console``."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, cast
+
+import pykka
+
+from lxactors._actor import ContainerActor, Intensity
+from lxactors._console import Console
+from lxactors._errors import LxcError
+from lxactors._messages import ContainerExited, Message
+from lxactors._options import TYPES, Type, parse_options
+from lxactors._owner import Mailbox, Owner, as_owner
+from lxactors._supervisor import Entry, supervisor
+from lxactors.liblxc import Container, get_global_config_item
+
+__all__ = ["ContainerRef", "spawn", "exit", "send", "type", "container", "console"]
+
+#: Seconds to wait for the container actor to answer a call.
+CALL_TIMEOUT = 120.0
+
+
+class ContainerRef:
+    """A spawned container: pass it to :func:`exit`, :func:`send`, ...
+
+    When the owner is plain code, the container's messages are read here:
+    ``ref.receive(timeout)`` or ``for message in ref``.  As a context manager
+    the container is exited (``"kill"``) on leaving the block.
+    """
+
+    def __init__(self, name: str, path: str, actor: pykka.ActorRef[ContainerActor],
+                 owner: Owner, entry: Entry) -> None:
+        self.name = name
+        self.path = path
+        self.actor = actor
+        self.owner = owner
+        self._entry = entry
+
+    @property
+    def alive(self) -> bool:
+        """Is the container's actor still running (the container not ended)?"""
+        return self.actor.is_alive()
+
+    def _mailbox(self) -> Mailbox:
+        if not isinstance(self.owner, Mailbox):
+            raise LxcError(self.name, "receive",
+                           "messages go to the owner actor; only plain-code owners read them here")
+        return self.owner
+
+    def receive(self, timeout: float | None = None) -> Message:
+        """The next message for this container's owner (``queue.Empty`` on timeout)."""
+        return self._mailbox().get(timeout)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self._mailbox())
+
+    def _ask(self, method: str, *args: Any, timeout: float = CALL_TIMEOUT) -> Any:
+        if not self.actor.is_alive():
+            raise LxcError(self.name, method, "the container has ended")
+        try:
+            return getattr(self.actor.proxy(), method)(*args).get(timeout=timeout)
+        except pykka.ActorDeadError as exc:
+            raise LxcError(self.name, method, "the container has ended") from exc
+        except pykka.Timeout as exc:
+            raise LxcError(self.name, method, f"no answer within {timeout:g} s") from exc
+
+    def __enter__(self) -> ContainerRef:
+        return self
+
+    def __exit__(self, t: builtins.type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.alive:
+            exit(self, "kill")
+
+    def __repr__(self) -> str:
+        return f"<ContainerRef {self.name!r} in {self.path} {'alive' if self.alive else 'ended'}>"
+
+
+def default_lxcpath() -> str:
+    return get_global_config_item("lxc.lxcpath") or "/var/lib/lxc"
+
+
+def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
+          restart_period: float = 5.0, **options: Any) -> ContainerRef:
+    """Spawn a container and return its reference.
+
+    ``name=""`` gives a random name and a temporary, ephemeral overlay clone
+    of a cached busybox base.  A named container is transient, created with
+    its template if it does not exist, started if stopped, and connected to
+    if already running.  The options are the erlxc seed's: ``path``,
+    ``verbose``, ``config``, ``cgroup``, ``chroot``, ``create``, ``start``,
+    ``type``; and ``nodaemonize``, ``nocloseallfds``, ``exec`` for debugging;
+    ``window`` (console flow-control bytes), ``console`` (False: none),
+    ``timeout``.  See the README for each.
+
+    *owner* is who gets the messages: a pykka ``ActorRef``, a
+    :class:`Mailbox`, or None for the calling actor (or, from plain code, a
+    new mailbox read through the reference).  Restarts are limited to
+    *restarts* within *restart_period* seconds.
+    """
+    name, named, opts = parse_options(name, options)
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        raise ValueError(f"restarts must be a non-negative int, not {restarts!r}")
+    if isinstance(restart_period, bool) or not isinstance(restart_period, (int, float)) \
+            or not restart_period > 0:
+        raise ValueError(f"restart_period must be a positive number, not {restart_period!r}")
+    who = as_owner(owner)
+    type_: Type = opts.type or ("transient" if named else "temporary")
+    sup = supervisor()
+    existing = sup.get(opts.path or default_lxcpath(), name)
+    if existing is not None and existing.actor.is_alive():
+        raise LxcError(name, "spawn", f"already spawned here, owned by {existing.owner.describe()}")
+
+    ended: list[Callable[[], None]] = []
+
+    def on_end(actor: ContainerActor) -> None:
+        for fn in ended:
+            fn()
+
+    actor = ContainerActor.start(name, named, opts, who, type_,
+                                 Intensity(restarts, float(restart_period)), on_end)
+    try:
+        path = actor.proxy().boot().get(timeout=opts.timeout + 600)
+    except BaseException:
+        actor.stop(block=False)
+        raise
+    entry = Entry(name, path, actor, who, type_)
+    ended.append(lambda: sup.remove(path, name))
+    sup.add(entry)
+    return ContainerRef(name, path, actor, who, entry)
+
+
+def exit(ref: ContainerRef, reason: str = "normal", timeout: float = 10.0) -> ContainerExited | None:
+    """Halt the container: ``"normal"`` (shutdown, killed after *timeout*) or ``"kill"``.
+
+    Returns the exit message the owner also got (None if it had already ended).
+    """
+    _check_ref(ref)
+    if reason not in ("normal", "kill"):
+        raise ValueError(f"exit reason must be 'normal' or 'kill', not {reason!r}")
+    if not ref.actor.is_alive():
+        return None
+    try:
+        result = ref.actor.proxy().exit(reason, timeout).get(timeout=timeout + CALL_TIMEOUT)
+    except pykka.ActorDeadError:
+        return None
+    return cast("ContainerExited | None", result)
+
+
+def send(ref: ContainerRef, data: bytes | str, timeout: float = 30.0) -> None:
+    """Write *data* to the container's console (str is UTF-8 encoded)."""
+    _check_ref(ref)
+    if isinstance(data, str):
+        data = data.encode()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes or str, not {builtins.type(data).__name__}")
+    ref._ask("send", bytes(data), timeout, timeout=timeout + CALL_TIMEOUT)
+
+
+def type(ref: ContainerRef, new: Type | None = None) -> Type:
+    """Get the container's type, or change it to *new* (returns the new type)."""
+    _check_ref(ref)
+    if new is None:
+        return cast(Type, ref._ask("get_type"))
+    if new not in TYPES:
+        raise ValueError(f"type must be one of {TYPES}, not {new!r}")
+    ref._ask("set_type", new)
+    supervisor().set_type(ref._entry, new)
+    return new
+
+
+class _HandleProxy:
+    """The low-level handle, each call run in the container's actor."""
+
+    def __init__(self, ref: ContainerRef) -> None:
+        self._ref = ref
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_") or not callable(getattr(Container, method, None)):
+            raise AttributeError(f"lxactors.liblxc.Container has no method {method!r}")
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._ref._ask("call", method, args, kwargs)
+
+        call.__name__ = method
+        return call
+
+    def __repr__(self) -> str:
+        return f"<handle of {self._ref.name!r} via its actor>"
+
+
+def container(ref: ContainerRef) -> Container:
+    """The low-level :class:`~lxactors.liblxc.Container`, called through the actor."""
+    _check_ref(ref)
+    return cast(Container, _HandleProxy(ref))
+
+
+def console(ref: ContainerRef) -> Console:
+    """The console endpoint (``send()``, ``ptx`` fd, bytes in flight)."""
+    _check_ref(ref)
+    con = ref._ask("get_console")
+    if con is None:
+        raise LxcError(ref.name, "console", "the container has no console")
+    return cast(Console, con)
+
+
+def _check_ref(ref: object) -> None:
+    if not isinstance(ref, ContainerRef):
+        raise TypeError(f"expected a ContainerRef from lxactors.spawn(), not {builtins.type(ref).__name__}")

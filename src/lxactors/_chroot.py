@@ -1,0 +1,232 @@
+"""The ``chroot`` spawn option: directories and files made inside a rootfs.
+
+Every path is taken relative to the rootfs (a leading ``/`` is allowed and
+means the rootfs' root).  ``..`` is refused, and the walk opens each
+directory with ``O_NOFOLLOW`` relative to its parent's fd, so no symlink —
+planted beforehand or swapped in during the walk — leads outside.  Files are
+written to a temporary name and renamed into place: a failure leaves nothing
+half-made.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from lxactors._errors import LxcError
+
+__all__ = ["DirSpec", "FileSpec", "CopySpec", "ChrootSpec", "parse_chroot", "apply_chroot",
+           "rootfs_dir"]
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Largest file content accepted in a spec (they are meant for small files).
+MAX_CONTENT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    path: tuple[str, ...]
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    path: tuple[str, ...]
+    content: bytes
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    source: str
+    path: tuple[str, ...]
+    mode: int | None = None
+
+
+ChrootSpec = DirSpec | FileSpec | CopySpec
+
+
+def _components(path: object, what: str) -> tuple[str, ...]:
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"chroot {what} path must be str, not {type(path).__name__}")
+    if "\0" in path:
+        raise ValueError(f"chroot {what} path contains NUL: {path!r}")
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise ValueError(f"chroot {what} path must not contain '..': {path!r}")
+    if not parts:
+        raise ValueError(f"chroot {what} path names the rootfs itself: {path!r}")
+    return parts
+
+
+def _mode(mode: object, what: str) -> int | None:
+    if mode is None:
+        return None
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise TypeError(f"chroot {what} mode must be an int such as 0o755, not {type(mode).__name__}")
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"chroot {what} mode out of range: {oct(mode)}")
+    return mode
+
+
+def _content(data: object) -> bytes:
+    if isinstance(data, str):
+        data = data.encode()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"chroot file content must be bytes or str, not {type(data).__name__}")
+    if len(data) > MAX_CONTENT:
+        raise ValueError(f"chroot file content is over {MAX_CONTENT} bytes")
+    return bytes(data)
+
+
+def parse_chroot(spec: object) -> tuple[ChrootSpec, ...]:
+    """Validate the seed's ``{chroot, [{dir, [...]}, {copy, [...]}, {file, [...]}]}``.
+
+    Accepts a mapping ``{"dir": [...], "copy": [...], "file": [...]}`` or a
+    sequence of ``(kind, [specs])`` pairs.  DirSpec: ``path`` or ``(path,
+    mode)``; FileSpec: ``(path, content[, mode])``; CopySpec: ``(source,
+    path[, mode])``.
+    """
+    if spec is None:
+        return ()
+    items = spec.items() if isinstance(spec, dict) else spec
+    if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, type({}.items()))):
+        raise TypeError("chroot must be a mapping or a list of (kind, specs) pairs")
+    out: list[ChrootSpec] = []
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise TypeError(f"chroot entry must be (kind, specs): {item!r}")
+        kind, entries = item
+        if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+            raise TypeError(f"chroot {kind!r} specs must be a list")
+        for e in entries:
+            out.append(_parse_one(kind, e))
+    return tuple(out)
+
+
+def _parse_one(kind: object, e: object) -> ChrootSpec:
+    if kind == "dir":
+        if isinstance(e, (str, os.PathLike)):
+            return DirSpec(_components(e, "dir"))
+        if isinstance(e, tuple) and len(e) == 2:
+            return DirSpec(_components(e[0], "dir"), _mode(e[1], "dir"))
+        raise TypeError(f"chroot dir spec must be path or (path, mode): {e!r}")
+    if kind == "file":
+        if isinstance(e, tuple) and len(e) in (2, 3):
+            mode = _mode(e[2], "file") if len(e) == 3 else None
+            return FileSpec(_components(e[0], "file"), _content(e[1]), mode)
+        raise TypeError(f"chroot file spec must be (path, content[, mode]): {e!r}")
+    if kind == "copy":
+        if isinstance(e, tuple) and len(e) in (2, 3):
+            src = os.fspath(e[0]) if isinstance(e[0], os.PathLike) else e[0]
+            if not isinstance(src, str) or "\0" in src or not src:
+                raise ValueError(f"chroot copy source must be a host path: {e[0]!r}")
+            mode = _mode(e[2], "copy") if len(e) == 3 else None
+            return CopySpec(src, _components(e[1], "copy"), mode)
+        raise TypeError(f"chroot copy spec must be (source, path[, mode]): {e!r}")
+    raise ValueError(f"unknown chroot kind {kind!r}: use 'dir', 'copy' or 'file'")
+
+
+def rootfs_dir(rootfs_path: str) -> str:
+    """The host directory chroot specs write into, from ``lxc.rootfs.path``."""
+    if rootfs_path.startswith("dir:"):
+        return rootfs_path[4:]
+    if rootfs_path.startswith(("overlay:", "overlayfs:")):
+        # overlay:LOWER:UPPER - new files go to the upper layer.
+        return rootfs_path.rsplit(":", 1)[1]
+    if rootfs_path.startswith("/"):
+        return rootfs_path
+    raise ValueError(f"chroot specs need a dir or overlay rootfs, not {rootfs_path!r}")
+
+
+@contextmanager
+def _walk(rootfd: int, parts: tuple[str, ...], create: bool,
+          mode: int = 0o755) -> Iterator[int]:
+    """Yield an fd for the directory *parts* under *rootfd*, never leaving it."""
+    fd = os.dup(rootfd)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, mode, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            nfd = os.open(part, _O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None) -> None:
+    with _walk(rootfd, parts[:-1], create=True) as parent:
+        tmp = f".{parts[-1]}.lxactors-{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=parent)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fchmod(fd, 0o644 if mode is None else mode)
+            finally:
+                os.close(fd)
+            os.replace(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+
+
+def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec]) -> None:
+    """Make *specs* inside the directory *rootfs*; raise LxcError naming the spec."""
+    try:
+        rootfd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LxcError(container, "chroot", f"cannot open rootfs {rootfs}: {exc}") from exc
+    try:
+        for spec in specs:
+            where = "/" + "/".join(spec.path)
+            try:
+                if isinstance(spec, DirSpec):
+                    mode = 0o755 if spec.mode is None else spec.mode
+                    with _walk(rootfd, spec.path[:-1], create=True) as parent:
+                        try:
+                            os.mkdir(spec.path[-1], mode, dir_fd=parent)
+                        except FileExistsError:
+                            pass
+                        fd = os.open(spec.path[-1], _O_DIR, dir_fd=parent)
+                        try:
+                            os.fchmod(fd, mode)
+                        finally:
+                            os.close(fd)
+                elif isinstance(spec, FileSpec):
+                    _write(rootfd, spec.path, spec.content, spec.mode)
+                else:
+                    with open(spec.source, "rb") as f:
+                        st = os.fstat(f.fileno())
+                        if not stat.S_ISREG(st.st_mode):
+                            raise ValueError(f"copy source {spec.source} is not a regular file")
+                        data = f.read(MAX_CONTENT + 1)
+                    if len(data) > MAX_CONTENT:
+                        raise ValueError(f"copy source {spec.source} is over {MAX_CONTENT} bytes")
+                    mode = spec.mode if spec.mode is not None else st.st_mode & 0o7777
+                    _write(rootfd, spec.path, data, mode)
+            except OSError as exc:
+                in_the_way = exc.errno in (errno.ELOOP, errno.ENOTDIR)
+                reason = "a symlink or non-directory is in the way" if in_the_way else exc.strerror
+                raise LxcError(container, "chroot", f"{type(spec).__name__} {where}: {reason}") from exc
+            except ValueError as exc:
+                raise LxcError(container, "chroot", f"{type(spec).__name__} {where}: {exc}") from exc
+    finally:
+        os.close(rootfd)

@@ -1,0 +1,170 @@
+"""Spawn options: every option of the erlxc seed, checked before anything runs."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lxactors import _validate as v
+from lxactors._chroot import ChrootSpec, parse_chroot
+from lxactors._console import DEFAULT_WINDOW
+
+__all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name", "TYPES", "Type"]
+
+Type = Literal["temporary", "transient", "permanent"]
+TYPES: tuple[Type, ...] = ("temporary", "transient", "permanent")
+
+#: verbose level -> liblxc log level.
+LOG_LEVELS = ("ERROR", "WARN", "NOTICE", "INFO", "DEBUG", "TRACE")
+
+#: One step of the ``config`` option: ("clear",), ("load", file),
+#: ("set", key, value) or ("clear_item", key).
+ConfigStep = tuple[str, ...]
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def random_name(prefix: str = "lxa-") -> str:
+    """A random container name (``lxa-`` + 8 characters from ``secrets``)."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+
+
+@dataclass(frozen=True)
+class SpawnOptions:
+    path: str | None = None
+    verbose: int = 0
+    config: tuple[ConfigStep, ...] = ()
+    cgroup: tuple[tuple[str, str], ...] = ()
+    chroot: tuple[ChrootSpec, ...] = ()
+    create: Mapping[str, Any] | None = None
+    start: Mapping[str, Any] = field(default_factory=dict)
+    type: Type | None = None
+    window: int = DEFAULT_WINDOW
+    nodaemonize: bool = False
+    nocloseallfds: bool = False
+    exec: tuple[str, ...] = ()
+    console: bool = True
+    timeout: float = 60.0
+
+    @property
+    def log_level(self) -> str:
+        return LOG_LEVELS[min(self.verbose, len(LOG_LEVELS) - 1)]
+
+
+def _config(steps: object) -> tuple[ConfigStep, ...]:
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence):
+        raise TypeError("config must be a list of '', ('load', file), (key, value) or key")
+    out: list[ConfigStep] = []
+    for step in steps:
+        if step == "":
+            out.append(("clear",))
+        elif isinstance(step, str):
+            out.append(("clear_item", v.check_key(step).decode()))
+        elif isinstance(step, tuple) and len(step) == 2:
+            key, value = step
+            if key == "load":
+                out.append(("load", v.check_path(value, "config file").decode()))
+            else:
+                v.check_key(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    value = str(value)
+                v.check_value(value, f"value of {key}")
+                out.append(("set", key, value))
+        else:
+            raise TypeError(f"config step must be '', ('load', file), (key, value) or key: {step!r}")
+    return tuple(out)
+
+
+def _cgroup(items: object) -> tuple[tuple[str, str], ...]:
+    pairs = items.items() if isinstance(items, Mapping) else items
+    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
+        raise TypeError("cgroup must be a list of (key, value) pairs or a mapping")
+    out = []
+    for item in pairs:  # type: ignore[attr-defined]
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise TypeError(f"cgroup entry must be (key, value): {item!r}")
+        key, value = item
+        v.check_key(key, "cgroup key")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        v.check_value(value, f"cgroup value of {key}")
+        out.append((key, value))
+    return tuple(out)
+
+
+_CREATE_KEYS = {"template", "bdevtype", "bdevspec", "flags", "argv"}
+_START_KEYS = {"useinit", "argv"}
+
+
+def _keys(opts: object, allowed: set[str], what: str) -> dict[str, Any]:
+    if isinstance(opts, Mapping):
+        d = dict(opts)
+    elif isinstance(opts, Sequence) and not isinstance(opts, (str, bytes)):
+        try:
+            d = dict(opts)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{what} must be a mapping or a list of (key, value)") from exc
+    else:
+        raise TypeError(f"{what} must be a mapping or a list of (key, value)")
+    unknown = set(d) - allowed
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {sorted(unknown)}; known: {sorted(allowed)}")
+    if "argv" in d:
+        v.check_argv(d["argv"], f"{what} argv")
+        d["argv"] = list(d["argv"])
+    return d
+
+
+def parse_options(name: object, options: Mapping[str, Any]) -> tuple[str, bool, SpawnOptions]:
+    """Check *name* and *options*; return (name, named?, SpawnOptions)."""
+    if not isinstance(name, str):
+        raise TypeError(f"container name must be str, not {type(name).__name__}")
+    named = name != ""
+    if named:
+        v.check_name(name)
+    else:
+        name = random_name()
+    known = {f for f in SpawnOptions.__dataclass_fields__}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(f"spawn() got unknown option(s) {sorted(unknown)}")
+    o: dict[str, Any] = dict(options)
+    if o.get("path") is not None:
+        o["path"] = os.path.abspath(v.check_path(o["path"], "path").decode())
+    if "verbose" in o:
+        o["verbose"] = v.check_int(o["verbose"], "verbose", low=0, high=100)
+    if "config" in o:
+        o["config"] = _config(o["config"])
+    if "cgroup" in o:
+        o["cgroup"] = _cgroup(o["cgroup"])
+    if "chroot" in o:
+        o["chroot"] = parse_chroot(o["chroot"])
+    if o.get("create") is not None:
+        o["create"] = _keys(o["create"], _CREATE_KEYS, "create")
+    if o.get("start") is not None:
+        o["start"] = _keys(o["start"], _START_KEYS, "start")
+        if o["start"].get("useinit", False) not in (True, False, 0, 1):
+            raise ValueError("start useinit must be true, false, 0 or 1")
+    else:
+        o.pop("start", None)
+    if o.get("type") is not None and o["type"] not in TYPES:
+        raise ValueError(f"type must be one of {TYPES}, not {o['type']!r}")
+    if "window" in o:
+        o["window"] = v.check_int(o["window"], "window", low=1, high=1 << 30)
+    for flag in ("nodaemonize", "nocloseallfds", "console"):
+        if flag in o and not isinstance(o[flag], bool):
+            raise TypeError(f"{flag} must be a bool")
+    if o.get("exec") is not None:
+        wrapper = o["exec"]
+        if isinstance(wrapper, str):
+            wrapper = wrapper.split()
+        o["exec"] = tuple(a.decode() for a in v.check_argv(wrapper, "exec"))
+    else:
+        o.pop("exec", None)
+    if "timeout" in o:
+        o["timeout"] = v.check_timeout(o["timeout"])
+    return name, named, SpawnOptions(**o)

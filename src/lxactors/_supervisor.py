@@ -1,0 +1,120 @@
+"""The supervisor: watches owners and applies the owner-death policies.
+
+pykka has no links or monitors, so owners are watched by one thread that
+polls their liveness (an actor's ``actor_stopped`` event, a thread's
+``is_alive``) every ``POLL`` seconds.  When an owner is gone, each of its
+containers' actors is told to :meth:`~ContainerActor.abandon` it:
+temporary -> stopped and deleted, transient -> stopped, permanent -> left
+running (adoptable by name).
+
+What no thread in the process can see — the interpreter exiting, or the
+process SIGKILLed — the helper process sees as end of file on its socket,
+and applies the same table from the types registered with it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from lxactors._helperclient import helper
+from lxactors._owner import Owner
+
+__all__ = ["Entry", "supervisor"]
+
+log = logging.getLogger("lxactors")
+
+#: How often owners are checked, in seconds.
+POLL = 0.05
+
+
+@dataclass(eq=False)
+class Entry:
+    name: str
+    path: str
+    actor: pykka.ActorRef[Any]
+    owner: Owner
+    type: str
+
+
+class _Supervisor:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lxactors-supervisor",
+                                        daemon=True)
+        self._thread.start()
+
+    def add(self, entry: Entry) -> None:
+        with self._lock:
+            self._entries[(entry.path, entry.name)] = entry
+        helper().register(entry.path, entry.name, entry.type)
+
+    def get(self, path: str, name: str) -> Entry | None:
+        with self._lock:
+            return self._entries.get((path, name))
+
+    def set_type(self, entry: Entry, type_: str) -> None:
+        entry.type = type_
+        helper().register(entry.path, entry.name, type_)
+
+    def set_owner(self, entry: Entry, owner: Owner) -> None:
+        entry.owner = owner
+
+    def remove(self, path: str, name: str) -> None:
+        with self._lock:
+            entry = self._entries.pop((path, name), None)
+        if entry is not None:
+            try:
+                helper().unregister(path, name)
+            except Exception as exc:  # the helper may be gone at exit
+                log.debug("unregister %s: %s", name, exc)
+
+    def entries(self) -> list[Entry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL):
+            for entry in self.entries():
+                try:
+                    if entry.owner.alive() or not entry.actor.is_alive():
+                        continue
+                    log.info("owner %s of %s is gone; applying %s policy",
+                             entry.owner.describe(), entry.name, entry.type)
+                    with self._lock:
+                        self._entries.pop((entry.path, entry.name), None)
+                    entry.actor.proxy().abandon()
+                except Exception:
+                    log.exception("lxactors supervisor")
+
+
+_supervisor: _Supervisor | None = None
+_supervisor_lock = threading.Lock()
+_supervisor_pid = 0
+
+
+def supervisor() -> _Supervisor:
+    global _supervisor, _supervisor_pid
+    with _supervisor_lock:
+        if _supervisor is None or _supervisor_pid != os.getpid():
+            _supervisor = _Supervisor()
+            _supervisor_pid = os.getpid()
+        return _supervisor
+
+
+def _at_exit() -> None:
+    """Interpreter exit: the helper applies the policies as it would on SIGKILL."""
+    if _supervisor is not None and _supervisor_pid == os.getpid():
+        _supervisor._stop.set()
+        helper().close()
+
+
+atexit.register(_at_exit)
