@@ -10,7 +10,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lxactors import liblxc
+import lxactors
+from lxactors import _base, liblxc
+from lxactors._console import hub
+from lxactors._helperclient import helper
+from lxactors._supervisor import supervisor
 from tests import leaks
 
 
@@ -20,6 +24,12 @@ def lxcpath() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("real containers need root")
     path = tempfile.mkdtemp(prefix="lxactors-test-", dir="/var/tmp")
+    # Made before any leak snapshot: the cached base of unnamed containers and
+    # the process-wide singletons (helper process, console thread, supervisor).
+    _base.ensure_base(path)
+    helper()._ensure()
+    hub()
+    supervisor()
     yield path
     for name in liblxc.list_active_containers(path):
         with liblxc.Container(name, path) as c:
@@ -83,3 +93,26 @@ def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     before = leaks.snapshot(path)
     yield
     leaks.assert_same(before, leaks.settle(path, before))
+
+
+@pytest.fixture
+def spawn(lxcpath: str) -> Iterator[Callable[..., lxactors.ContainerRef]]:
+    """lxactors.spawn in the test lxcpath; whatever is still alive is killed after."""
+    refs: list[lxactors.ContainerRef] = []
+
+    def do_spawn(name: str = "", **options: object) -> lxactors.ContainerRef:
+        options.setdefault("path", lxcpath)
+        ref = lxactors.spawn(name, **options)
+        refs.append(ref)
+        return ref
+
+    yield do_spawn
+    for ref in refs:
+        if ref.alive:
+            lxactors.exit(ref, "kill")
+        with liblxc.Container(ref.name, lxcpath) as c:
+            if c.is_running():
+                c.stop()
+            if c.is_defined():
+                c.destroy()
+

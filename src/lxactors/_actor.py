@@ -146,6 +146,11 @@ class ContainerActor(pykka.ThreadingActor):
         self._exit_reason = None
         argv = o.start.get("argv")
         pid = h.start(bool(o.start.get("useinit", False)), argv or None, timeout=o.timeout)
+        if pid is None:
+            # init already ended: report it as soon as this call is done.
+            self.init_pid = 0
+            self.actor_ref.tell(("init_exited", 0))
+            return
         self.init_pid = pid
         for key, value in o.cgroup:
             h.set_cgroup_item(key, value)
@@ -218,7 +223,7 @@ class ContainerActor(pykka.ThreadingActor):
         status = sig = None
         for line in self.handle.log_lines_since(self._log_offset):
             m = _ENDED.search(line)
-            if m and int(m.group(1)) == self.init_pid:
+            if m and self.init_pid in (0, int(m.group(1))):
                 if m.group(3) is not None:
                     status = int(m.group(3))
                 else:
@@ -306,7 +311,8 @@ class ContainerActor(pykka.ThreadingActor):
         if self._cancel_watch is not None:
             self._cancel_watch()
             self._cancel_watch = None
-        exited = self._exit_message() if self.init_pid else ContainerExited(self.name, reason)
+        exited = (self._exit_message() if self.init_pid is not None
+                  else ContainerExited(self.name, reason))
         self._ended(exited)
         return exited
 

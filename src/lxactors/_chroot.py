@@ -138,11 +138,14 @@ def rootfs_dir(rootfs_path: str) -> str:
     """The host directory chroot specs write into, from ``lxc.rootfs.path``."""
     if rootfs_path.startswith("dir:"):
         return rootfs_path[4:]
-    if rootfs_path.startswith(("overlay:", "overlayfs:")):
-        # overlay:LOWER:UPPER - new files go to the upper layer.
-        return rootfs_path.rsplit(":", 1)[1]
-    if rootfs_path.startswith("/"):
-        return rootfs_path
+    path = rootfs_path.split(":", 1)[1] if rootfs_path.startswith(
+        ("overlay:", "overlayfs:")) else rootfs_path
+    if path.startswith("/") and ":" in path:
+        # overlay LOWER:UPPER (liblxc reads it back without the prefix):
+        # new files go to the upper layer.
+        return path.rsplit(":", 1)[1]
+    if path.startswith("/") and path == rootfs_path:
+        return path
     raise ValueError(f"chroot specs need a dir or overlay rootfs, not {rootfs_path!r}")
 
 

@@ -464,8 +464,8 @@ class Container:
         self.create(template, bdevtype, None, flags, argv)
 
     def start(self, useinit: bool | int = False, argv: Iterable[str] | None = None,
-              *, timeout: float = DEFAULT_TIMEOUT) -> int:
-        """Boot the container; return its init's host pid.
+              *, timeout: float = DEFAULT_TIMEOUT) -> int | None:
+        """Boot the container; return its init's host pid (None if init already ended).
 
         With ``want_daemonize(False)`` the helper's worker stays in the
         foreground as the monitor (the seed's ``nodaemonize``).
@@ -478,9 +478,9 @@ class Container:
         pid = self._via_helper("start", timeout=v.check_timeout(timeout), snapshot=True,
                                useinit=bool(useinit), argv=args, daemonize=self._daemonize,
                                close_all_fds=self._close_all_fds)
-        return int(pid)
+        return None if pid is None else int(pid)
 
-    def startl(self, *argv: str, useinit: bool = False) -> int:
+    def startl(self, *argv: str, useinit: bool = False) -> int | None:
         return self.start(useinit, list(argv) or None)
 
     def stop(self) -> None:

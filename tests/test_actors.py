@@ -1,0 +1,208 @@
+"""The high-level API on real containers: spawn, send, exit, type, container, console."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+
+import pykka
+import pytest
+
+import lxactors
+from lxactors import liblxc
+from tests.util import read_console_until
+
+
+def test_console_round_trip(spawn: Any) -> None:
+    ref = spawn()
+    lxactors.send(ref, b"\necho hi-$((6*7))\n")
+    out = read_console_until(ref, b"hi-42")
+    # The shell echoed the command line and printed the result.
+    assert b"hi-$((6*7))" in out
+
+
+def test_unnamed_is_temporary_overlay_clone_with_random_name(spawn: Any, lxcpath: str) -> None:
+    ref = spawn()
+    assert re.fullmatch(r"lxa-[a-z0-9]{8}", ref.name)
+    assert lxactors.type(ref) == "temporary"
+    h = lxactors.container(ref)
+    lower, upper = h.get_config_item("lxc.rootfs.path").split(":")
+    assert lower == os.path.join(lxcpath, "lxactors-base", "rootfs")
+    assert upper.startswith(os.path.join(lxcpath, ref.name) + "/")
+    assert h.state() == "RUNNING"
+    assert ref.name in liblxc.list_active_containers(lxcpath)
+    other = spawn()
+    assert other.name != ref.name
+
+
+def test_exit_kill_temporary_deletes_it(spawn: Any, lxcpath: str) -> None:
+    ref = spawn()
+    rootfs = os.path.join(lxcpath, ref.name)
+    assert os.path.isdir(rootfs)
+    exited = lxactors.exit(ref, "kill")
+    assert exited is not None and exited.reason == "kill" and exited.normal
+    assert not ref.alive
+    assert ref.name not in liblxc.list_all_containers(lxcpath)
+    assert not os.path.exists(rootfs)
+    # The owner got the same message.
+    msgs = []
+    while True:
+        try:
+            msgs.append(ref.receive(timeout=0))
+        except Exception:
+            break
+    assert any(isinstance(m, lxactors.ContainerExited) and m.reason == "kill" for m in msgs)
+
+
+def test_named_is_transient_and_exit_normal_keeps_it(spawn: Any, lxcpath: str) -> None:
+    ref = spawn("named-keep")
+    assert lxactors.type(ref) == "transient"
+    exited = lxactors.exit(ref, "normal", timeout=10)
+    assert exited is not None and exited.reason == "normal"
+    with liblxc.Container("named-keep", lxcpath) as c:
+        assert c.is_defined() and c.state() == "STOPPED"
+
+
+def test_existing_stopped_name_is_started_and_running_is_connected(spawn: Any, lxcpath: str) -> None:
+    with liblxc.Container("reuse", lxcpath) as c:
+        c.create("busybox")
+    ref = spawn("reuse")
+    pid = lxactors.container(ref).init_pid()
+    assert pid is not None
+    # A second spawn of the running name from another owner is refused while owned...
+    with pytest.raises(lxactors.LxcError, match="already spawned"):
+        spawn("reuse")
+    # ...and a low-level start elsewhere then spawn connects without restarting.
+    lxactors.type(ref, "permanent")
+    ref.actor.stop()  # the owner-side actor goes; permanent: left running
+    with liblxc.Container("reuse", lxcpath) as c:
+        assert c.is_running() and c.init_pid() == pid
+    again = spawn("reuse")
+    assert lxactors.container(again).init_pid() == pid
+
+
+def test_type_get_and_set(spawn: Any) -> None:
+    ref = spawn()
+    assert lxactors.type(ref) == "temporary"
+    assert lxactors.type(ref, "permanent") == "permanent"
+    assert lxactors.type(ref) == "permanent"
+    with pytest.raises(ValueError, match="type must be one of"):
+        lxactors.type(ref, "forever")  # type: ignore[arg-type]
+    assert lxactors.type(ref) == "permanent"
+
+
+def test_container_handle_goes_through_the_actor(spawn: Any) -> None:
+    ref = spawn()
+    h = lxactors.container(ref)
+    assert h.get_config_item("lxc.uts.name") == ref.name
+    r = h.attach_run_wait(["hostname"])
+    assert r.stdout.strip() == ref.name.encode()
+    with pytest.raises(AttributeError):
+        h.no_such_method  # noqa: B018
+
+
+def test_console_endpoint(spawn: Any) -> None:
+    ref = spawn(window=4096)
+    con = lxactors.console(ref)
+    assert isinstance(con, lxactors.Console)
+    assert con.window == 4096 and con.ptx >= 0
+    con.send(b"\necho via-$((1+1))-endpoint\n")
+    read_console_until(ref, b"via-2-endpoint")
+
+
+def test_owner_actor_gets_messages_by_tell(spawn: Any) -> None:
+    got = threading.Event()
+    seen: list[Any] = []
+
+    class Owner(pykka.ThreadingActor):
+        def on_receive(self, message: Any) -> None:
+            seen.append(message)
+            data = b"".join(m.data for m in seen if isinstance(m, lxactors.ConsoleOutput))
+            if b"from-actor-7" in data:
+                got.set()
+
+    owner = Owner.start()
+    try:
+        ref = spawn(owner=owner)
+        lxactors.send(ref, "\necho from-actor-$((3+4))\n")
+        assert got.wait(10)
+        with pytest.raises(lxactors.LxcError, match="owner actor"):
+            ref.receive(timeout=0)
+        lxactors.exit(ref, "kill")
+        assert any(isinstance(m, lxactors.ContainerExited) for m in seen) or _wait_for(
+            lambda: any(isinstance(m, lxactors.ContainerExited) for m in seen))
+    finally:
+        owner.stop()
+
+
+def test_spawn_from_inside_an_actor_makes_it_the_owner(lxcpath: str) -> None:
+    seen: list[Any] = []
+    done = threading.Event()
+
+    class Spawner(pykka.ThreadingActor):
+        def on_receive(self, message: Any) -> Any:
+            if message == "go":
+                ref = lxactors.spawn(path=lxcpath)
+                lxactors.send(ref, "\necho inside-$((40+2))\n")
+                return ref
+            seen.append(message)
+            if b"inside-42" in b"".join(
+                    m.data for m in seen if isinstance(m, lxactors.ConsoleOutput)):
+                done.set()
+            return None
+
+    a = Spawner.start()
+    ref = a.ask("go")
+    try:
+        assert done.wait(10)
+    finally:
+        lxactors.exit(ref, "kill")
+        a.stop()
+
+
+def test_exit_status_reported_for_custom_init(spawn: Any) -> None:
+    ref = spawn(start={"argv": ["/bin/sh", "-c", "exit 7"]}, type="temporary")
+    exited = _receive_exit(ref)
+    assert exited.reason == "error" and exited.status == 7
+    assert _wait_for(lambda: not ref.alive)
+
+
+def _receive_exit(ref: lxactors.ContainerRef, timeout: float = 10) -> lxactors.ContainerExited:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = ref.receive(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(msg, lxactors.ContainerExited):
+            return msg
+    raise AssertionError("no ContainerExited")
+
+
+def _wait_for(pred: Any, timeout: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_bad_arguments_are_rejected_before_anything_runs(lxcpath: str) -> None:
+    before = set(liblxc.list_all_containers(lxcpath))
+    with pytest.raises(TypeError):
+        lxactors.spawn(123, path=lxcpath)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        lxactors.spawn("a/b", path=lxcpath)
+    with pytest.raises(TypeError, match="unknown option"):
+        lxactors.spawn(path=lxcpath, bogus=1)
+    with pytest.raises(ValueError):
+        lxactors.spawn(path=lxcpath, config=[("lxc.uts.name", "x\ny")])
+    with pytest.raises(ValueError, match="type must be"):
+        lxactors.spawn(path=lxcpath, type="forever")
+    with pytest.raises(TypeError):
+        lxactors.send("not a ref", b"x")  # type: ignore[arg-type]
+    assert set(liblxc.list_all_containers(lxcpath)) == before
