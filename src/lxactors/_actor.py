@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import time
+import tty
 from collections import deque
 from typing import Any
 
@@ -113,9 +114,12 @@ class ContainerActor(pykka.ThreadingActor):
             else:
                 self._configure(h)
                 c = dict(o.create or {})
-                h.create(c.get("template", "busybox"), c.get("bdevtype"), c.get("bdevspec"),
+                template = c.get("template", "busybox")
+                h.create(template, c.get("bdevtype"), c.get("bdevspec"),
                          c.get("flags", 0), c.get("argv", ()))
                 self._created = True
+                if template == "busybox":
+                    _base.shell_on_tty1(h)
         else:
             self._configure(h)
         if o.chroot:
@@ -155,7 +159,7 @@ class ContainerActor(pykka.ThreadingActor):
         for key, value in o.cgroup:
             h.set_cgroup_item(key, value)
         self._watch(pid)
-        if o.console:
+        if o.console_tty is not None:
             self._open_console()
 
     def _connect(self) -> None:
@@ -168,12 +172,18 @@ class ContainerActor(pykka.ThreadingActor):
             raise LxcError(self.name, "connect", "the container stopped while connecting")
         self.init_pid = pid
         self._watch(pid)
-        if self.options.console:
+        if self.options.console_tty is not None:
             self._open_console()
 
     def _open_console(self) -> None:
         assert self.handle is not None
-        cfd = self.handle.console_getfd(0)
+        ttynum = self.options.console_tty
+        assert ttynum is not None
+        cfd = self.handle.console_getfd(ttynum)
+        if ttynum == 0:
+            # liblxc relays /dev/console through a second pty; raw mode on
+            # it passes the container's bytes through unchanged.
+            tty.setraw(cfd.ptx)
         self.console = Console(self.name, cfd.ptx, cfd.fd, self.owner, self.options.window)
         hub().add(self.console)
 
@@ -302,11 +312,15 @@ class ContainerActor(pykka.ThreadingActor):
         if h is None:
             return None
         self._exit_reason = reason
+        # First: a full console relay (tty 0) would keep the monitor from
+        # answering the calls below.
+        self._close_console()
+        if reason == "kill":
+            self._kill_init()
         if h.is_running():
             if reason == "normal" and not h.shutdown(timeout):
-                h.stop()
-            elif reason == "kill":
-                h.stop()
+                self._kill_init()
+            h.stop()
             h.wait("STOPPED", 10)
         if self._cancel_watch is not None:
             self._cancel_watch()
@@ -315,6 +329,22 @@ class ContainerActor(pykka.ThreadingActor):
                   else ContainerExited(self.name, reason))
         self._ended(exited)
         return exited
+
+    def _kill_init(self) -> None:
+        """SIGKILL init through a pidfd: works even when the monitor is stuck
+        (a tty 0 console it cannot write to) and cannot hit a reused pid."""
+        if not self.init_pid:
+            return
+        try:
+            pidfd = os.pidfd_open(self.init_pid)
+        except OSError:
+            return
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
 
     def abandon(self) -> None:
         """The owner died: apply the owner-death policy of the current type."""
@@ -329,6 +359,8 @@ class ContainerActor(pykka.ThreadingActor):
             self.stop()
             return
         self._exit_reason = "kill"
+        self._close_console()
+        self._kill_init()
         with contextlib.suppress(LxcError):
             if h.is_running():
                 h.stop()

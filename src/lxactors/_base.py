@@ -13,12 +13,28 @@ import os
 import threading
 
 from lxactors import liblxc
+from lxactors._chroot import FileSpec, apply_chroot, rootfs_dir
 
-__all__ = ["BASE_NAME", "ensure_base", "ephemeral_clone"]
+__all__ = ["BASE_NAME", "ensure_base", "ephemeral_clone", "shell_on_tty1"]
 
 log = logging.getLogger("lxactors")
 
 BASE_NAME = "lxactors-base"
+
+#: busybox's inittab with a root shell on tty1 (the console lxactors reads)
+#: in place of getty.  tty1's pty is handed to us directly, so flow control
+#: blocks only the writer; /dev/console is relayed by the monitor, which
+#: would stall whole (and stop answering commands) if we stopped reading.
+INITTAB = b"""::sysinit:/etc/init.d/rcS
+tty1::respawn:-/bin/sh
+console::askfirst:/bin/sh
+"""
+
+
+def shell_on_tty1(container: liblxc.Container) -> None:
+    """Make a busybox container run a shell on tty1 (see INITTAB)."""
+    rootfs = rootfs_dir(container.get_config_item("lxc.rootfs.path"))
+    apply_chroot(container.name, rootfs, [FileSpec(("etc", "inittab"), INITTAB, 0o644)])
 _ready: set[str] = set()
 _lock = threading.Lock()
 
@@ -44,6 +60,7 @@ def ensure_base(path: str | None, template: str = "busybox",
                     if progress:
                         print(f"lxactors: {msg}...", flush=True)
                     base.create(template)
+                shell_on_tty1(base)
         _ready.add(lxcpath)
         return lxcpath
 

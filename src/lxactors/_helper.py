@@ -37,7 +37,6 @@ import socket
 import struct
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from typing import Any
@@ -242,8 +241,14 @@ def _start_foreground(h: Handle, useinit: int, argv: Any, reply: int) -> object:
     c.want_daemonize(c, False)
     name, path = h.name, ffi.string(c.config_path).decode()
     monitor = os.getpid()
-    if os.fork() == 0:
-        _watch_start(h, name, path, monitor, reply)
+    # Fork twice: a failing liblxc start waits for its children, and must not
+    # wait for the watcher (which waits on liblxc's command socket: deadlock).
+    child = os.fork()
+    if child == 0:
+        if os.fork() == 0:
+            _watch_start(h, name, path, monitor, reply)
+        os._exit(0)
+    os.waitpid(child, 0)
     os.close(reply)
     c.start(c, useinit, argv)  # returns when the container stops
     os._exit(0)
@@ -336,9 +341,9 @@ def op_rename(args: dict[str, Any], fds: list[int], reply: int) -> object:
     h = Handle(args)
     if not h.c.rename(h.c, _s(args["newname"])):
         raise h.fail("rename failed")
-    cfg = h.config_file()
-    if cfg:
-        h.strip_log_line(cfg)
+    # liblxc leaves the handle's name and config path on the old container.
+    path = ffi.string(h.c.config_path).decode("utf-8", "surrogateescape")
+    h.strip_log_line(os.path.join(path, args["newname"], "config"))
     return None
 
 
@@ -455,8 +460,9 @@ def op_attach(args: dict[str, Any], fds: list[int], reply: int) -> object:
     opts.env_policy = lib.LXC_ATTACH_CLEAR_ENV if args.get("clear_env") else lib.LXC_ATTACH_KEEP_ENV
     env = [f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in (args.get("env") or {}).items()]
     if env:
-        opts.extra_env_vars, k2 = _argv(env)
-        keep.append(k2)
+        envp, k2 = _argv(env)
+        keep += [envp, k2]  # the array itself must outlive the call too
+        opts.extra_env_vars = envp
     groups = args.get("groups")
     if groups is not None:
         glist = ffi.new("gid_t[]", list(groups) or [0])
@@ -644,14 +650,21 @@ def apply_policies() -> None:
 
 
 def serve(sock: socket.socket) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Signals sent to the user's process group (^C, a terminal hangup,
+    # `timeout`) are not for us: the socket's end of file tells us when the
+    # user's process is gone, and the policies must still be applied then.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     while True:
         r, _, _ = select.select([sock], [], [], 1.0)
         _reap()
         if not r:
             continue
         try:
-            msg, ancdata, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4))
+            # CLOEXEC: else every attached command inherits the reply pipe
+            # (and could write forged frames to the user's process).
+            msg, ancdata, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4),
+                                                       socket.MSG_CMSG_CLOEXEC)
         except (ConnectionResetError, OSError):
             msg, ancdata = b"", []
         fds: list[int] = []

@@ -8,6 +8,7 @@ has its own reply pipe and its own worker in the helper.
 from __future__ import annotations
 
 import array
+import errno
 import os
 import pickle
 import select
@@ -27,6 +28,8 @@ __all__ = ["Helper", "Reply", "helper", "set_helper_wrapper"]
 HELPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_helper.py")
 #: Default timeout for a helper round trip, in seconds.
 DEFAULT_TIMEOUT = 120.0
+#: Largest request the helper socket (SOCK_SEQPACKET, default wmem) carries.
+MAX_MESSAGE = 200_000
 
 
 class Reply:
@@ -202,6 +205,9 @@ class Helper:
                 )
             except OSError as exc:
                 os.close(r)
+                if exc.errno == errno.EMSGSIZE:  # the request, not the helper, is at fault
+                    raise HelperError(container, op, f"request too large ({len(payload)} bytes "
+                                      f"> the socket's {MAX_MESSAGE} byte limit)") from exc
                 if attempt == 2:
                     raise HelperError(container, op, f"cannot reach the helper: {exc}") from exc
                 with self._lock:

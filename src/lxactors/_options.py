@@ -47,8 +47,18 @@ class SpawnOptions:
     nodaemonize: bool = False
     nocloseallfds: bool = False
     exec: tuple[str, ...] = ()
-    console: bool = True
+    console: bool | int = True
     timeout: float = 60.0
+
+    @property
+    def console_tty(self) -> int | None:
+        """The tty read as the console: 1 (a shell, see _base.INITTAB), or 0
+        (/dev/console, where a custom init writes), or as asked; None: none."""
+        if self.console is False:
+            return None
+        if self.console is True:
+            return 0 if self.start.get("argv") else 1
+        return int(self.console)
 
     @property
     def log_level(self) -> str:
@@ -155,9 +165,11 @@ def parse_options(name: object, options: Mapping[str, Any]) -> tuple[str, bool, 
         raise ValueError(f"type must be one of {TYPES}, not {o['type']!r}")
     if "window" in o:
         o["window"] = v.check_int(o["window"], "window", low=1, high=1 << 30)
-    for flag in ("nodaemonize", "nocloseallfds", "console"):
+    for flag in ("nodaemonize", "nocloseallfds"):
         if flag in o and not isinstance(o[flag], bool):
             raise TypeError(f"{flag} must be a bool")
+    if "console" in o and not isinstance(o["console"], bool):
+        o["console"] = v.check_int(o["console"], "console tty number", low=0, high=1024)
     if o.get("exec") is not None:
         wrapper = o["exec"]
         if isinstance(wrapper, str):

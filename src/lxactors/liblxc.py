@@ -13,6 +13,7 @@ rest call liblxc directly.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -325,7 +326,10 @@ class Container:
         if state not in get_wait_states():
             raise ValueError(f"unknown state {state!r}; one of {', '.join(get_wait_states())}")
         t = v.check_timeout(timeout)
-        return bool(self._call("wait", raw, int(t) if t < 0 else max(0, round(t))))
+        if t == 0:  # liblxc takes 0 as "no limit" (SO_RCVTIMEO 0): check once instead
+            return self.state() == state
+        # Whole seconds only: round up, so 0 < t < 0.5 does not become 0 (forever).
+        return bool(self._call("wait", raw, -1 if t < 0 else math.ceil(t)))
 
     def may_control(self) -> bool:
         return bool(self._call("may_control"))
@@ -371,7 +375,10 @@ class Container:
             return ""
         buf = ffi.new("char[]", n + 1)
         c.get_config_item(c, raw, buf, n + 1)
-        return ffi.string(buf).decode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
+        # List keys (lxc.environment, lxc.mount.entry...) end each value with a
+        # newline; values cannot hold one, so drop the last: "A=1\nB=2".
+        text: str = ffi.string(buf).decode("utf-8", "surrogateescape")
+        return text.removesuffix("\n")
 
     def set_config_item(self, key: str, value: str) -> None:
         rk, rv = v.check_key(key), v.check_value(value)

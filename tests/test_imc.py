@@ -1,0 +1,241 @@
+"""imc on real containers: immutable root, random unprivileged user, output as messages."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pykka
+import pytest
+
+from lxactors import LxcError, imc, liblxc
+
+
+def _gone(lxcpath: str, name: str) -> bool:
+    return name not in liblxc.list_all_containers(lxcpath) and not os.path.exists(
+        os.path.join(lxcpath, name))
+
+
+def _messages(run: imc.Imc, timeout: float = 30.0) -> list[imc.ImcMessage]:
+    out: list[imc.ImcMessage] = []
+    deadline = time.monotonic() + timeout
+    while not out or not isinstance(out[-1], imc.Exited):
+        out.append(run.receive(timeout=max(0.0, deadline - time.monotonic())))
+    return out
+
+
+def test_runs_as_random_unprivileged_user(lxcpath: str) -> None:
+    status, out, err = imc.run(["id", "-u"], path=lxcpath)
+    assert (status, err) == (0, b"")
+    uid = int(out)
+    assert imc.UID_LOW <= uid < imc.UID_HIGH
+    # Each run draws its own uid; groups are only the (random) primary group.
+    status, out, _ = imc.run(["sh", "-c", "id -u; id -g; id -G"], path=lxcpath)
+    u, g, groups = out.decode().split("\n")[:3]
+    assert status == 0 and int(u) != uid and groups == g
+
+
+def test_root_and_system_directories_are_read_only(lxcpath: str) -> None:
+    script = ("for d in /bin /usr /lib /etc /; do touch $d/x 2>/dev/null && echo wrote $d; done;"
+              "touch /tmp/ok /home/imc/ok && echo tmp-home-ok; touch /bin/x")
+    status, out, err = imc.run(["sh", "-c", script], path=lxcpath)
+    assert out == b"tmp-home-ok\n"
+    assert status != 0 and b"Read-only file system" in err
+
+
+def test_stdout_and_stderr_arrive_separately(lxcpath: str) -> None:
+    with imc.spawn(["sh", "-c", "echo to-out; echo to-err >&2; echo more-out"],
+                   path=lxcpath) as run:
+        msgs = _messages(run)
+    out = b"".join(m.data for m in msgs if isinstance(m, imc.Stdout))
+    err = b"".join(m.data for m in msgs if isinstance(m, imc.Stderr))
+    assert (out, err) == (b"to-out\nmore-out\n", b"to-err\n")
+    assert msgs[-1] == imc.Exited(run.name, 0)
+    assert sum(isinstance(m, imc.Exited) for m in msgs) == 1
+
+
+def test_exit_status_is_reported(lxcpath: str) -> None:
+    assert imc.run(["sh", "-c", "exit 3"], path=lxcpath) == (3, b"", b"")
+    assert imc.run(["no-such-command"], path=lxcpath).status == 127
+
+
+def test_no_capabilities_no_new_privs(lxcpath: str) -> None:
+    status, out, _ = imc.run(["grep", "-E", "^(CapEff|CapBnd|CapPrm|NoNewPrivs):",
+                              "/proc/self/status"], path=lxcpath)
+    fields = dict(line.split(":\t") for line in out.decode().splitlines())
+    assert status == 0
+    assert fields == {"CapEff": "0000000000000000", "CapPrm": "0000000000000000",
+                      "CapBnd": "0000000000000000", "NoNewPrivs": "1"}
+
+
+def test_only_the_usual_devices(lxcpath: str) -> None:
+    status, out, _ = imc.run(["sh", "-c", "ls /dev; cat /dev/null && echo null-ok"],
+                             path=lxcpath)
+    names = set(out.decode().split())
+    assert status == 0 and "null-ok" in names
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts"} <= names
+    assert not names & {"vda", "sda", "mem", "kmsg", "loop0"}
+    # And the device cgroup refuses the others, even were they there.
+    with imc.spawn(["sleep", "30"], path=lxcpath) as run:
+        assert run.ref is not None
+        from lxactors import container
+
+        allowed = container(run.ref).get_cgroup_item("devices.list").split("\n")
+        run.kill()
+    assert "a *:* rwm" not in allowed and "c 1:3 rwm" in allowed
+    assert not [d for d in allowed if d and d.startswith("b ")]
+
+
+def test_nothing_left_behind(lxcpath: str) -> None:
+    run = imc.spawn(["sh", "-c", "sleep 100 & echo started"], path=lxcpath)
+    rootfs = os.path.join(lxcpath, run.name, "rootfs")
+    assert os.path.isdir(rootfs)
+    msgs = _messages(run)
+    assert msgs[-1] == imc.Exited(run.name, 0)
+    # Exited comes once everything is gone, the background sleep included.
+    assert _gone(lxcpath, run.name)
+    assert run.done and run.wait(0) == 0
+
+
+def test_timeout_kills_and_reports_output(lxcpath: str) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(imc.ImcTimeoutError) as info:
+        imc.run(["sh", "-c", "echo early; sleep 30"], path=lxcpath, timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    assert info.value.stdout == b"early\n"
+
+
+def test_kill(lxcpath: str) -> None:
+    run = imc.spawn(["sleep", "30"], path=lxcpath)
+    run.kill()
+    assert run.wait(10) == -9
+    assert run.exited is not None and run.exited.signal == 9
+    assert _gone(lxcpath, run.name)
+
+
+def test_input_environment_and_cwd(lxcpath: str) -> None:
+    status, out, _ = imc.run(
+        ["sh", "-c", "cat; echo \"$GREETING $HOME $(pwd) $(hostname)\""],
+        path=lxcpath, input=b"from-stdin\n", env={"GREETING": "hello world"},
+        hostname="sealed")
+    assert status == 0
+    assert out == b"from-stdin\nhello world /home/imc /home/imc sealed\n"
+
+
+def test_large_output_is_flow_controlled_and_complete(lxcpath: str) -> None:
+    n = 3 * 1024 * 1024
+    status, out, _ = imc.run(["head", "-c", str(n), "/dev/zero"], path=lxcpath)
+    assert status == 0 and len(out) == n
+
+
+def test_many_at_once(lxcpath: str) -> None:
+    results: dict[int, imc.Result] = {}
+
+    def one(i: int) -> None:
+        results[i] = imc.run(["sh", "-c", f"echo {i}; id -u"], path=lxcpath)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == list(range(8))
+    uids = set()
+    for i, r in results.items():
+        first, uid = r.stdout.decode().split()
+        assert r.status == 0 and first == str(i)
+        uids.add(uid)
+    assert len(uids) == 8
+
+
+class _Collector(pykka.ThreadingActor):
+    def __init__(self, done: threading.Event) -> None:
+        super().__init__()
+        self.got: list[Any] = []
+        self.done = done
+
+    def on_receive(self, message: Any) -> Any:
+        self.got.append(message)
+        if isinstance(message, imc.Exited):
+            self.done.set()
+        return None
+
+    def messages(self) -> list[Any]:
+        return self.got
+
+
+def test_messages_to_an_owner_actor(lxcpath: str) -> None:
+    done = threading.Event()
+    actor = _Collector.start(done)
+    try:
+        run = imc.spawn(["sh", "-c", "echo hi; echo oops >&2; exit 7"], owner=actor,
+                        path=lxcpath)
+        assert done.wait(30)
+        got = actor.proxy().messages().get(timeout=5)
+    finally:
+        actor.stop()
+    assert b"".join(m.data for m in got if isinstance(m, imc.Stdout)) == b"hi\n"
+    assert b"".join(m.data for m in got if isinstance(m, imc.Stderr)) == b"oops\n"
+    assert got[-1] == imc.Exited(run.name, 7)
+    with pytest.raises(Exception, match="owner"):
+        run.receive(0)
+
+
+def test_bad_arguments_fail_before_anything_runs(lxcpath: str) -> None:
+    before = liblxc.list_all_containers(lxcpath)
+    with pytest.raises(TypeError):
+        imc.spawn("id", path=lxcpath)
+    with pytest.raises(ValueError, match="absolute"):
+        imc.spawn(["id"], path=lxcpath, binds=["usr"])
+    with pytest.raises(ValueError, match="not root"):
+        imc.spawn(["id"], path=lxcpath, uid=0)
+    with pytest.raises(ValueError, match="bridge"):
+        imc.spawn(["id"], path=lxcpath, address="10.0.0.2/24")
+    with pytest.raises(ValueError):
+        imc.spawn(["id"], path=lxcpath, env={"A=B": "c"})
+    with pytest.raises(ValueError, match="hostname"):
+        imc.spawn(["id"], path=lxcpath, hostname="bad\nname")
+    # liblxc itself refuses this one: nothing is left either.
+    with pytest.raises(LxcError, match=r"lxc\.no-such-key"):
+        imc.spawn(["id"], path=lxcpath, config=[("lxc.no-such-key", "1")])
+    assert liblxc.list_all_containers(lxcpath) == before
+    assert not [n for n in os.listdir(lxcpath) if n.startswith("imc-")]
+
+
+@pytest.fixture
+def bridge() -> Iterator[str]:
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2")
+    name = f"lxaimc{os.getpid() % 10000}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.213.7.1/24", "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def test_network_on_a_bridge(lxcpath: str, bridge: str) -> None:
+    status, out, err = imc.run(["ip", "-4", "-o", "addr", "show", "eth0"], path=lxcpath,
+                               bridge=bridge, address="10.213.7.2/24")
+    assert status == 0, err
+    assert b"10.213.7.2/24" in out
+    # The veth went away with the container.
+    links = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
+                           capture_output=True, text=True, check=True).stdout
+    assert links == ""
+
+
+def test_receive_times_out_with_queue_empty(lxcpath: str) -> None:
+    with imc.spawn(["sleep", "30"], path=lxcpath) as run:
+        with pytest.raises(queue.Empty):
+            run.receive(timeout=0.05)
+        run.kill()
+        assert isinstance(_messages(run)[-1], imc.Exited)
