@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # lxactors set-up and run, for a fresh Debian 12 machine, as root.
 #
-#   ./go demo            the main job (see README)
+#   ./go run [ARGS...]   the main job: tcpvm on 127.0.0.1:31337 (ARGS go to
+#                        `lxactors tcpvm`); connect with `nc 127.0.0.1 31337`
+#   ./go demo            a short container lifecycle demo
 #   ./go test [ARGS...]  the test suite (ARGS go to pytest)
 #   ./go check           ruff and mypy --strict
 #
@@ -55,6 +57,9 @@ install_check_tools() {
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
+    run)
+        install_debs; install_venv
+        exec "$VENV/bin/lxactors" tcpvm "$@" ;;
     demo)
         install_debs; install_venv
         exec "$VENV/bin/lxactors" demo "$@" ;;
@@ -66,5 +71,6 @@ case "$cmd" in
         "$VENV/bin/ruff" check src tests examples bench
         exec "$VENV/bin/mypy" --strict src/lxactors ;;
     *)
-        echo "usage: ./go demo | ./go test [pytest args] | ./go check" >&2; exit 2 ;;
+        echo "usage: ./go run [tcpvm args] | ./go demo | ./go test [pytest args] | ./go check" >&2
+        exit 2 ;;
 esac

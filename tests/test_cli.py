@@ -113,8 +113,6 @@ def test_liblxc_missing_reported_in_one_line() -> None:
     assert "lxactors.imc" in one_line(r)
 
 
-@pytest.mark.xfail(reason="lxactors/__init__.py imports liblxc eagerly, so `python -m lxactors` "
-                   "fails in the package import, before main() runs", strict=False)
 def test_liblxc_missing_before_main() -> None:
     code = ("import sys, runpy; sys.modules['lxactors._lxc'] = None; "
             "sys.argv = ['lxactors', 'ls']; runpy.run_module('lxactors', run_name='__main__')")
