@@ -42,8 +42,19 @@ def monitor_pids(path: str) -> frozenset[int]:
     return frozenset(pids)
 
 
+def _empty(cgroup: str) -> bool:
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            return not f.read().strip()
+    except OSError:
+        return False
+
+
 def cgroup_dirs() -> frozenset[str]:
-    """liblxc's per-container cgroup directories (lxc.monitor.*, lxc.payload.*)."""
+    """liblxc's per-container cgroup directories (lxc.monitor.*, lxc.payload.*)
+    that no process is in: what a stopped container left behind.  (A running
+    container's are not counted here: the host may run other containers; ours
+    are caught by the ``active`` and ``monitors`` counts, which are per lxcpath.)"""
     out = set()
     if not os.path.isdir(CGROUP_ROOT):
         return frozenset()
@@ -54,7 +65,8 @@ def cgroup_dirs() -> frozenset[str]:
         except OSError:
             continue
         out.update(
-            f"{hierarchy}/{n}" for n in names if n.startswith(("lxc.monitor.", "lxc.payload."))
+            f"{hierarchy}/{n}" for n in names
+            if n.startswith(("lxc.monitor.", "lxc.payload.")) and _empty(os.path.join(d, n))
         )
     return frozenset(out)
 

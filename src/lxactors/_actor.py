@@ -118,6 +118,8 @@ class ContainerActor(pykka.ThreadingActor):
                 h.create(template, c.get("bdevtype"), c.get("bdevspec"),
                          c.get("flags", 0), c.get("argv", ()))
                 self._created = True
+                # The template wrote its own config: the user's items win.
+                self._configure(h, clear=False)
                 if template == "busybox":
                     _base.shell_on_tty1(h)
         else:
@@ -126,10 +128,11 @@ class ContainerActor(pykka.ThreadingActor):
             apply_chroot(self.name, rootfs_dir(h.get_config_item("lxc.rootfs.path")), o.chroot)
         self._start()
 
-    def _configure(self, h: Container) -> None:
+    def _configure(self, h: Container, clear: bool = True) -> None:
         for step in self.options.config:
             if step[0] == "clear":
-                h.clear_config()
+                if clear:
+                    h.clear_config()
             elif step[0] == "load":
                 h.load_config(step[1])
             elif step[0] == "set":
