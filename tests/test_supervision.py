@@ -75,7 +75,7 @@ class Spawner(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if message == "fail":
             raise RuntimeError("owner failure (on purpose)")
-        kind, name, path, type_ = message
+        _, name, path, type_ = message
         return lxactors.spawn(name, path=path, type=type_)
 
 

@@ -8,7 +8,6 @@ import time
 import lxactors
 
 
-
 def read_console_until(ref: lxactors.ContainerRef, needle: bytes, timeout: float = 10.0) -> bytes:
     """Console bytes from a plain-code owner's messages until *needle* shows up."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lxactors._api import ContainerRef, container, console, exit, send, spawn, type
+    from lxactors._api import ContainerRef, console, container, exit, send, spawn, type
     from lxactors._console import Console
     from lxactors._errors import ContainerClosedError, HelperError, LxcError, LxcTimeoutError
     from lxactors._messages import (
@@ -50,7 +50,27 @@ _EXPORTS = {
     "type": "lxactors._api",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Console",
+    "ConsoleOutput",
+    "ContainerClosedError",
+    "ContainerExited",
+    "ContainerRef",
+    "ContainerRestarted",
+    "GaveUp",
+    "HelperError",
+    "LxcError",
+    "LxcTimeoutError",
+    "Mailbox",
+    "Message",
+    "container",
+    "console",
+    "exit",
+    "send",
+    "spawn",
+    "type",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

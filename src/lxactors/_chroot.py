@@ -14,7 +14,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -96,8 +96,12 @@ def parse_chroot(spec: object) -> tuple[ChrootSpec, ...]:
     """
     if spec is None:
         return ()
-    items = spec.items() if isinstance(spec, dict) else spec
-    if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, type({}.items()))):
+    items: Iterable[object]
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    elif isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):
+        items = spec
+    else:
         raise TypeError("chroot must be a mapping or a list of (kind, specs) pairs")
     out: list[ChrootSpec] = []
     for item in items:

@@ -46,7 +46,7 @@ def log_dir() -> str:
 class HandleLog:
     """One handle's log file and how far it has been read."""
 
-    __slots__ = ("path", "_offset")
+    __slots__ = ("_offset", "path")
 
     def __init__(self, name: str) -> None:
         self.path = os.path.join(log_dir(), f"{next(_seq)}-{name}.log")

@@ -138,7 +138,7 @@ class Handle:
         return OpError(message, log=[ln for ln in lines if ln.strip()][-20:])
 
     def strip_log_line(self, config_file: str) -> None:
-        import _errlog  # sibling module, stdlib only
+        import _errlog  # type: ignore[import-not-found]  # sibling module, stdlib only
 
         _errlog.strip_from_config(config_file, self.log_path)
 

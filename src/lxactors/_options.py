@@ -94,7 +94,7 @@ def _cgroup(items: object) -> tuple[tuple[str, str], ...]:
     if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
         raise TypeError("cgroup must be a list of (key, value) pairs or a mapping")
     out = []
-    for item in pairs:  # type: ignore[attr-defined]
+    for item in pairs:
         if not (isinstance(item, tuple) and len(item) == 2):
             raise TypeError(f"cgroup entry must be (key, value): {item!r}")
         key, value = item

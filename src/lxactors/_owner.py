@@ -25,10 +25,11 @@ __all__ = ["Owner", "ActorOwner", "Mailbox", "ThreadOwner", "current_owner", "as
 
 log = logging.getLogger("lxactors")
 
+_Envelope: Any
 try:  # The one private pykka name used: to learn when on_receive returned.
-    from pykka._envelope import Envelope
+    from pykka._envelope import Envelope as _Envelope
 except ImportError:  # pragma: no cover - a future pykka
-    Envelope = None
+    _Envelope = None
 
 Done = Callable[[], None]
 
@@ -81,16 +82,16 @@ class ActorOwner(Owner):
             if done:
                 done()
             return False
-        if done is None or Envelope is None:
+        if done is None or _Envelope is None:
             try:
                 self.ref.tell(message)
             except pykka.ActorDeadError:
                 return False
             finally:
-                if done and Envelope is None:
+                if done and _Envelope is None:
                     done()
             return True
-        self.ref.actor_inbox.put(Envelope(message, reply_to=_AckFuture(done)))
+        self.ref.actor_inbox.put(_Envelope(message, reply_to=_AckFuture(done)))
         if not self.ref.is_alive():
             # Stopped between the check and the put: nobody will process it.
             done()
