@@ -196,7 +196,7 @@ def test_start_stop_cycles_with_busy_threads(make_container) -> None:
 
 def test_no_fd_of_the_process_reaches_the_container(lxcpath: str, make_container,
                                                     tmp_path) -> None:
-    f = open(tmp_path / "secret", "w+")  # noqa: SIM115 - kept open on purpose
+    f = open(tmp_path / "secret", "w+")
     a, b = socket.socketpair()
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     r, w = os.pipe()
