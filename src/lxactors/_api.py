@@ -126,6 +126,10 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
     try:
         path = actor.proxy().boot().get(timeout=opts.timeout + 600)
     except BaseException:
+        # A failed boot cleaned up after itself; an interrupted wait (^C, a
+        # timeout) must not leave a container nobody holds: kill it once the
+        # boot is done (a temporary one is deleted too), then end the actor.
+        actor.proxy().exit("kill", 0)
         actor.stop(block=False)
         raise
     entry = Entry(name, path, actor, who, type_)

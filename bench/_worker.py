@@ -1,0 +1,611 @@
+"""Benchmark workers: each run is a fresh process started by ``bench/run.py``.
+
+``python bench/_worker.py KIND 'JSON ARGS'`` prints progress on stderr and
+its result as one ``RESULT {json}`` line on stdout.  Kinds:
+
+- ``setup``: build the cached busybox base of the lxcpath (lxactors' own).
+- ``lx_spawn``, ``py_spawn``, ``cmd_spawn``: spawn cycles of lxactors,
+  python3-lxc and the ``lxc-*`` commands (the raw C one is ``raw_c``).
+- ``lx_calls``, ``py_calls``: per-call cost of get_config_item and state.
+- ``lx_churn``: spawn/exit cycles, then what is left behind.
+- ``lx_density``: hold N containers (a line protocol with the orchestrator).
+- ``lx_console``: console bytes/s to an owner actor, and a raw pty reader.
+- ``lx_profile``: where lxactors' spawn and exit time goes.
+
+Timing of a cycle: *running* = start of the call until the container is
+RUNNING (``spawn()`` returning, for lxactors); *console* = from then until
+the shell on tty1 answered the probe; *gone* = from the exit/stop call until
+the container is stopped and deleted.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import os
+import pty
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as cm  # noqa: E402
+
+BASE = "lxactors-base"
+
+
+def log(msg: str) -> None:
+    print(f"  [{os.getpid()}] {msg}", file=sys.stderr, flush=True)
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+def run_jobs(jobs: int, per_job: int, cycle: Callable[[int, int], dict[str, Any]]) -> list[Any]:
+    """Run *per_job* cycles in each of *jobs* threads; the first cycle of
+    each thread is a warm-up and is dropped.  Returns (t_end, cycle) pairs."""
+    out: list[Any] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def job(j: int) -> None:
+        try:
+            for i in range(per_job + 1):
+                r = cycle(j, i)
+                if i:
+                    with lock:
+                        out.append((now(), r))
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job, args=(j,)) for j in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+# ---------------------------------------------------------------- lxactors
+
+
+def _lx_probe(lx: Any, ref: Any, timeout: float = 10.0) -> None:
+    """Type the probe on the console; wait for the shell's answer."""
+    lx.send(ref, cm.PROBE)
+    probe = cm.ProbeState()
+    deadline = now() + timeout
+    while True:
+        msg = ref.receive(max(0.0, deadline - now()))
+        if isinstance(msg, lx.ConsoleOutput):
+            due, found = probe.feed(msg.data)
+            if found:
+                return
+            if due:
+                lx.send(ref, cm.CURSOR_REPLY * due)
+        elif isinstance(msg, lx.ContainerExited):
+            raise RuntimeError(f"{ref.name} exited during the probe: {msg}")
+
+
+def lx_spawn(a: dict[str, Any]) -> dict[str, Any]:
+    import lxactors as lx
+
+    path = a["path"]
+    names: list[str] = []
+
+    def cycle(j: int, i: int) -> dict[str, Any]:
+        t0 = now()
+        ref = lx.spawn("", path=path)
+        t1 = now()
+        names.append(ref.name)
+        if a.get("console", True):
+            _lx_probe(lx, ref)
+        t2 = now()
+        lx.exit(ref, "kill")
+        t3 = now()
+        return {"running": t1 - t0, "console": t2 - t1, "gone": t3 - t2}
+
+    t = now()
+    rows = run_jobs(a["jobs"], a["per_job"], cycle)
+    return {"cycles": [r for _, r in rows], "wall": now() - t, "names": names}
+
+
+def lx_calls(a: dict[str, Any]) -> dict[str, Any]:
+    import pykka
+
+    import lxactors as lx
+    from lxactors import liblxc
+
+    ref = lx.spawn("", path=a["path"])
+    try:
+        out: dict[str, Any] = {"name": ref.name}
+        h = liblxc.Container(ref.name, a["path"])
+        via = lx.container(ref)
+        n, m = a["iters"], a["actor_iters"]
+
+        def per_call(fn: Callable[[], object], iters: int) -> float:
+            for _ in range(min(iters, 200)):  # warm-up
+                fn()
+            t = now()
+            for _ in range(iters):
+                fn()
+            return (now() - t) / iters * 1e6
+
+        key = "lxc.rootfs.path"
+        out["handle.get_config_item"] = per_call(lambda: h.get_config_item(key), n)
+        out["handle.state"] = per_call(h.state, n)
+        out["actor.get_config_item"] = per_call(lambda: via.get_config_item(key), m)
+        out["actor.state"] = per_call(via.state, m)
+        # Where the actor round trip goes: pykka's own floors.
+        proxy = ref.actor.proxy()
+        out["pykka.proxy().state().get()"] = per_call(lambda: ref.actor.proxy().state().get(), m)
+        out["pykka.cached_proxy.state().get()"] = per_call(lambda: proxy.state().get(), m)
+        out["pykka.ask(noop)"] = per_call(
+            lambda: ref.actor.ask(pykka.messages.ProxyCall(attr_path=("get_type",), args=(),
+                                                           kwargs={})), m)
+        out["pykka.proxy() construction"] = per_call(ref.actor.proxy, m)
+        out["state_value"] = h.state()
+        h.close()
+    finally:
+        lx.exit(ref, "kill")
+    return out
+
+
+def _leak_snapshot(path: str, names: set[str]) -> dict[str, Any]:
+    return {
+        "fds": cm.fd_count(),
+        "threads": threading.active_count(),
+        "os_threads": cm.status()["Threads"],
+        "host_mounts": cm.host_mounts(path),
+        "cgroup_dirs": len(cm.cgroup_dirs(names)),
+        "monitors": len(cm.monitor_pids(path)),
+    }
+
+
+def lx_churn(a: dict[str, Any]) -> dict[str, Any]:
+    import lxactors as lx
+    from lxactors import liblxc
+
+    path = a["path"]
+    names: list[str] = []
+    # Warm up the process-wide parts (helper, console thread, supervisor)
+    # before the "before" snapshot.
+    with lx.spawn("", path=path) as ref:
+        names.append(ref.name)
+    time.sleep(0.5)
+    before = _leak_snapshot(path, set())
+    defined_before = set(liblxc.list_defined_containers(path))
+    done: list[float] = []
+    lock = threading.Lock()
+    it = iter(range(a["count"]))
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            while True:
+                with lock:
+                    if next(it, None) is None:
+                        return
+                ref = lx.spawn("", path=path)
+                lx.exit(ref, "kill")
+                with lock:
+                    names.append(ref.name)
+                    done.append(now())
+        except BaseException as exc:
+            errors.append(exc)
+
+    t0 = now()
+    threads = [threading.Thread(target=job) for _ in range(a["jobs"])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = now() - t0
+    if errors:
+        raise errors[0]
+    # Monitors and cgroups go asynchronously: give them a moment.
+    deadline = now() + 10
+    while True:
+        after = _leak_snapshot(path, set(names))
+        if all(after[k] <= before.get(k, 0) for k in ("fds", "threads", "host_mounts",
+                                                      "cgroup_dirs", "monitors")) \
+                or now() > deadline:
+            break
+        time.sleep(0.2)
+    left = sorted(set(liblxc.list_defined_containers(path)) - defined_before)
+    windows = []
+    step = max(1, len(done) // 10)
+    for k in range(step, len(done), step):
+        windows.append(step / (done[k] - done[k - step]))
+    return {
+        "count": len(done), "jobs": a["jobs"], "wall": wall, "per_s": len(done) / wall,
+        "window_per_s": windows, "before": before, "after": after,
+        "leaked": {k: after[k] - before.get(k, 0) for k in after},
+        "containers_left": left, "names": names,
+    }
+
+
+def lx_density(a: dict[str, Any]) -> dict[str, Any]:
+    """Line protocol: print 'base', wait; spawn N, print 'ready {...}', wait;
+    exit all, return."""
+    import lxactors as lx
+
+    path, n, jobs = a["path"], a["n"], a["jobs"]
+    with lx.spawn("", path=path):
+        pass  # warm-up: helper, console thread, supervisor
+    time.sleep(0.5)
+    print("base " + json.dumps(cm.status()), flush=True)
+    sys.stdin.readline()
+    refs: list[Any] = []
+    lock = threading.Lock()
+    lat: list[float] = []
+    it = iter(range(n))
+
+    def job() -> None:
+        while True:
+            with lock:
+                if next(it, None) is None:
+                    return
+            t = now()
+            ref = lx.spawn("", path=path)
+            with lock:
+                refs.append(ref)
+                lat.append(now() - t)
+
+    t0 = now()
+    threads = [threading.Thread(target=job) for _ in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spawn_wall = now() - t0
+    time.sleep(2)
+    from lxactors._helperclient import helper
+
+    own = {**cm.status(), "fds": cm.fd_count(), "py_threads": threading.active_count(),
+           "helper_pss_kb": cm.pss_kb(helper().pid or 0), "alive": sum(r.alive for r in refs),
+           "names": [r.name for r in refs]}
+    print("ready " + json.dumps(own), flush=True)
+    sys.stdin.readline()
+    t1 = now()
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for r in refs:
+        q.put(r)
+
+    def ender() -> None:
+        while True:
+            try:
+                r = q.get_nowait()
+            except queue.Empty:
+                return
+            lx.exit(r, "kill")
+
+    threads = [threading.Thread(target=ender) for _ in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"n": n, "spawn_wall": spawn_wall, "spawn_latency": lat, "exit_wall": now() - t1}
+
+
+def lx_console(a: dict[str, Any]) -> dict[str, Any]:
+    import pykka
+
+    import lxactors as lx
+    from lxactors import liblxc
+
+    path, size = a["path"], a["bytes"]
+    end_marker = b"E-5"
+    cmd = f"head -c {size} /dev/zero; echo E-$((2+3))\n".encode()
+
+    class Counter(pykka.ThreadingActor):
+        """The owner: counts console bytes, sets an event on a marker."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.reset(cm.PROBE_ANSWER)
+
+        def reset(self, marker: bytes) -> None:
+            self.n = 0
+            self.tail = b""
+            self.marker = marker
+            self.seen = threading.Event()
+
+        def on_receive(self, message: Any) -> Any:
+            if isinstance(message, lx.ConsoleOutput):
+                self.n += len(message.data)
+                if self.marker in self.tail + message.data:
+                    self.seen.set()
+                self.tail = message.data[-8:]
+            return super().on_receive(message)
+
+    counter = Counter.start()
+    actor: Any = counter.proxy()
+    ref = lx.spawn("", path=path, owner=counter)
+    runs = []
+    try:
+        lx.send(ref, cm.PROBE)
+        if not actor.seen.get().wait(10):
+            raise RuntimeError("no shell on the console")
+        con = lx.console(ref)
+        for _ in range(a["repeats"]):
+            time.sleep(0.3)
+            actor.reset(end_marker).get()
+            seen = actor.seen.get()
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM (peak RSS)
+            rss0 = cm.status()["VmRSS"]
+            peak_inflight = 0
+            t0 = now()
+            lx.send(ref, cmd)
+            while not seen.wait(0.01):
+                peak_inflight = max(peak_inflight, con.inflight)
+                if now() - t0 > 300:
+                    raise RuntimeError("console transfer did not finish")
+            dt = now() - t0
+            n = actor.n.get()
+            st = cm.status()
+            runs.append({"bytes": n, "seconds": dt, "MB_s": n / dt / 1e6, "rss_start_kb": rss0,
+                         "rss_peak_kb": st["VmHWM"], "peak_inflight": peak_inflight,
+                         "window": con.window})
+            log(f"console via actor: {n / dt / 1e6:.1f} MB/s, peak RSS {st['VmHWM']} kB")
+    finally:
+        lx.exit(ref, "kill")
+        counter.stop()
+
+    # The ceiling: the same transfer read straight from the pty, no actors.
+    raw = []
+    name = f"{cm.PREFIX}{os.getpid()}-raw"
+    with liblxc.Container(BASE, path) as base:
+        c = base.clone(name, flags=liblxc.CLONE_SNAPSHOT, bdevtype="overlay")
+    try:
+        c.start()
+        cfd = c.console_getfd(1)
+        os.write(cfd.ptx, cm.PROBE)
+        _read_until(cfd.ptx, cm.PROBE_ANSWER, reply_fd=cfd.ptx)
+        for _ in range(a["repeats"]):
+            time.sleep(0.3)
+            t0 = now()
+            os.write(cfd.ptx, cmd)
+            n = _read_until(cfd.ptx, end_marker)
+            dt = now() - t0
+            raw.append({"bytes": n, "seconds": dt, "MB_s": n / dt / 1e6})
+            log(f"console raw pty read: {n / dt / 1e6:.1f} MB/s")
+        cfd.close()
+    finally:
+        if c.is_running():
+            c.stop()
+        c.destroy()
+        c.close()
+    return {"actor": runs, "raw_pty": raw, "names": [ref.name, name]}
+
+
+def _read_until(fd: int, marker: bytes, reply_fd: int | None = None,
+                timeout: float = 300) -> int:
+    probe = cm.ProbeState(marker)
+    n = 0
+    deadline = now() + timeout
+    while True:
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - now()))
+        if not r:
+            raise RuntimeError(f"no {marker!r} on the console")
+        data = os.read(fd, 1 << 16)
+        n += len(data)
+        due, found = probe.feed(data)
+        if found:
+            return n
+        if due and reply_fd is not None:
+            os.write(reply_fd, cm.CURSOR_REPLY * due)
+
+
+def lx_profile(a: dict[str, Any]) -> dict[str, Any]:
+    """Time the steps of spawn and exit by wrapping lxactors' internals from
+    the outside (the library is not changed)."""
+    import lxactors as lx
+    from lxactors import _actor, _base, _helperclient, liblxc
+
+    acc: dict[str, list[float]] = collections.defaultdict(list)
+
+    def wrap(owner: Any, attr: str, label: str) -> None:
+        fn = getattr(owner, attr, None)
+        if fn is None:
+            return
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kw: Any) -> Any:
+            t = now()
+            try:
+                return fn(*args, **kw)
+            finally:
+                acc[label].append(now() - t)
+
+        setattr(owner, attr, timed)
+
+    steps = [
+        (_actor.ContainerActor, "start", "spawn: ContainerActor.start (thread)"),
+        (_actor.ContainerActor, "boot", "spawn: boot (in the actor)"),
+        (_base, "ephemeral_clone", "spawn: boot: ephemeral_clone"),
+        (_actor.ContainerActor, "_start", "spawn: boot: _start"),
+        (_actor.ContainerActor, "_open_console", "spawn: boot: _start: open console"),
+        (liblxc.Container, "__init__", "liblxc.Container() (each)"),
+        (_actor.ContainerActor, "exit", "exit: ContainerActor.exit"),
+        (liblxc.Container, "stop", "exit: handle.stop"),
+        (_actor.ContainerActor, "_destroy", "exit: _destroy"),
+    ]
+    for owner, attr, label in steps:
+        wrap(owner, attr, label)
+    helper_call = _helperclient.Helper.call
+
+    def call(self: Any, op: str, *args: Any, **kw: Any) -> Any:
+        t = now()
+        try:
+            return helper_call(self, op, *args, **kw)
+        finally:
+            acc[f"helper round trip: {op}"].append(now() - t)
+
+    _helperclient.Helper.call = call  # type: ignore[method-assign]
+    path = a["path"]
+    with lx.spawn("", path=path):
+        pass
+    acc.clear()
+    tot: dict[str, list[float]] = {"spawn()": [], "exit()": []}
+    names = []
+    for _ in range(a["count"]):
+        t0 = now()
+        ref = lx.spawn("", path=path)
+        t1 = now()
+        lx.exit(ref, "kill")
+        t2 = now()
+        names.append(ref.name)
+        tot["spawn()"].append(t1 - t0)
+        tot["exit()"].append(t2 - t1)
+    n = a["count"]
+    rows = {k: {"calls_per_cycle": len(v) / n, "p50_ms": cm.percentile(v, 50) * 1e3,
+                "ms_per_cycle": sum(v) / n * 1e3} for k, v in acc.items()}
+    rows.update({k: {"calls_per_cycle": 1, "p50_ms": cm.percentile(v, 50) * 1e3,
+                     "ms_per_cycle": sum(v) / n * 1e3} for k, v in tot.items()})
+    return {"steps": rows, "count": n, "names": names}
+
+
+def setup(a: dict[str, Any]) -> dict[str, Any]:
+    from lxactors import _base
+
+    t = now()
+    _base.ensure_base(a["path"])
+    return {"base": BASE, "seconds": now() - t}
+
+
+# ---------------------------------------------------------------- python3-lxc
+
+
+def _close_new_fds(before: set[int], keep: int) -> None:
+    """python3-lxc's console_getfd drops liblxc's keep-alive fd: close it."""
+    for fd in set(map(int, os.listdir("/proc/self/fd"))) - before - {keep}:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def py_spawn(a: dict[str, Any]) -> dict[str, Any]:
+    import lxc  # python3-lxc
+
+    path, prefix = a["path"], a["prefix"]
+    base = lxc.Container(BASE, path)
+    cycles = []
+    for i in range(a["per_job"] + 1):
+        name = f"{prefix}{i}"
+        t0 = now()
+        c = base.clone(name, config_path=path, flags=lxc.LXC_CLONE_SNAPSHOT, bdevtype="overlay")
+        if not c or not c.start() or not c.running:
+            raise RuntimeError(f"python3-lxc: clone/start of {name} failed")
+        t1 = now()
+        if a.get("console", True):
+            before = set(map(int, os.listdir("/proc/self/fd")))
+            fd = c.console_getfd(1)
+            _close_new_fds(before, fd)
+            os.write(fd, cm.PROBE)
+            _read_until(fd, cm.PROBE_ANSWER, reply_fd=fd, timeout=10)
+            os.close(fd)
+        t2 = now()
+        if not c.stop() or not c.destroy():
+            raise RuntimeError(f"python3-lxc: stop/destroy of {name} failed")
+        t3 = now()
+        if i:
+            cycles.append({"running": t1 - t0, "console": t2 - t1, "gone": t3 - t2})
+    return {"cycles": cycles}
+
+
+def py_calls(a: dict[str, Any]) -> dict[str, Any]:
+    import lxc
+
+    c = lxc.Container(a["name"], a["path"])
+    n = a["iters"]
+    out: dict[str, Any] = {}
+    for label, fn in (("get_config_item", lambda: c.get_config_item("lxc.rootfs.path")),
+                      ("state", lambda: c.state)):
+        for _ in range(200):
+            fn()
+        t = now()
+        for _ in range(n):
+            fn()
+        out[label] = (now() - t) / n * 1e6
+    out["state_value"] = c.state
+    return out
+
+
+# ---------------------------------------------------------------- lxc-* commands
+
+
+def _run(*argv: str) -> None:
+    p = subprocess.run(argv, capture_output=True)
+    if p.returncode:
+        raise RuntimeError(f"{' '.join(argv)}: {p.stderr.decode(errors='replace').strip()}")
+
+
+def _lxc_console_probe(name: str, path: str) -> None:
+    """lxc-console on a pty of ours: wait for it, type the probe, quit with ^a q."""
+    ptx, pts = pty.openpty()
+    p = subprocess.Popen(["lxc-console", "-n", name, "-P", path, "-t", "1"],
+                         stdin=pts, stdout=pts, stderr=pts, close_fds=True)
+    os.close(pts)
+    try:
+        _read_until(ptx, b"Connected to tty", timeout=10)
+        os.write(ptx, cm.PROBE)
+        _read_until(ptx, cm.PROBE_ANSWER, reply_fd=ptx, timeout=10)
+        os.write(ptx, b"\x01q")
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(ptx)
+
+
+def cmd_spawn(a: dict[str, Any]) -> dict[str, Any]:
+    path, prefix = a["path"], a["prefix"]
+
+    def cycle(j: int, i: int) -> dict[str, Any]:
+        name = f"{prefix}{j}-{i}"
+        t0 = now()
+        _run("lxc-copy", "-e", "-n", BASE, "-N", name, "-P", path)
+        t1 = now()
+        if a.get("console", True):
+            _lxc_console_probe(name, path)
+        t2 = now()
+        _run("lxc-stop", "-k", "-n", name, "-P", path)
+        while os.path.exists(os.path.join(path, name)):  # ephemeral: deleted on stop
+            time.sleep(0.001)
+        t3 = now()
+        return {"running": t1 - t0, "console": t2 - t1, "gone": t3 - t2}
+
+    t = now()
+    rows = run_jobs(a["jobs"], a["per_job"], cycle)
+    return {"cycles": [r for _, r in rows], "wall": now() - t}
+
+
+KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "setup": setup, "lx_spawn": lx_spawn, "lx_calls": lx_calls, "lx_churn": lx_churn,
+    "lx_density": lx_density, "lx_console": lx_console, "lx_profile": lx_profile,
+    "py_spawn": py_spawn, "py_calls": py_calls, "cmd_spawn": cmd_spawn,
+}
+
+
+def main() -> None:
+    kind, args = sys.argv[1], json.loads(sys.argv[2])
+    result = KINDS[kind](args)
+    print("RESULT " + json.dumps(result), flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # leave no daemon thread time to print at interpreter exit
+
+
+if __name__ == "__main__":
+    main()
