@@ -12,13 +12,13 @@ import re
 from collections.abc import Iterable, Sequence
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-#: What the console probe types, and what proves the shell ran it (the echo
-#: of the typed line shows ``x-$((1+1))``, never ``x-2``).
+#: The console probe: wait for the shell's prompt, then type PROBE and wait
+#: for PROBE_ANSWER (the echo of the typed line shows ``x-$((1+1))``, never
+#: ``x-2``).  busybox ash ends each prompt with a cursor-position query
+#: (ESC [6n) and, if a line is entered before the terminal answered, waits
+#: 20 ms for the answer.  The probe answers like a terminal, before typing.
 PROBE = b"echo x-$((1+1))\n"
 PROBE_ANSWER = b"x-2"
-#: busybox ash asks the terminal for the cursor position (ESC [6n) at every
-#: prompt and, once a line is entered, waits 20 ms for the answer.  The probe
-#: answers like a terminal would, so no system pays that wait.
 CURSOR_QUERY = b"\x1b[6n"
 CURSOR_REPLY = b"\x1b[1;1R"
 #: Name prefix of every container the benchmark names itself.
@@ -49,24 +49,23 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-class ProbeState:
-    """Follows console output: answers cursor queries, spots the answer."""
+class Probe:
+    """The console probe as a state machine: feed it output, write what it returns."""
 
-    def __init__(self, answer: bytes = PROBE_ANSWER) -> None:
-        self.answer = answer
+    def __init__(self) -> None:
+        self.typed = False
         self.tail = b""
-        self.queries = 0
-        self.replied = 0
 
-    def feed(self, data: bytes) -> tuple[int, bool]:
-        """Take output; return (cursor replies to send now, answer seen?)."""
-        window = self.tail + data
-        found = self.answer in window
-        self.queries += window.count(CURSOR_QUERY) - self.tail.count(CURSOR_QUERY)
-        self.tail = window[-16:]
-        due = self.queries - self.replied
-        self.replied = self.queries
-        return due, found
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """Take console output; return (bytes to write now, answered?)."""
+        self.tail = (self.tail + data)[-64:]
+        if not self.typed:
+            if CURSOR_QUERY in self.tail:  # the prompt is up
+                self.typed = True
+                self.tail = b""
+                return CURSOR_REPLY + PROBE, False
+            return b"", False
+        return b"", PROBE_ANSWER in self.tail
 
 
 # ---------------------------------------------------------------- host state
@@ -157,15 +156,22 @@ def meminfo_kb(key: str = "MemAvailable") -> int:
     raise KeyError(key)
 
 
-def pss_kb(pid: int) -> int:
+def rollup_kb(pid: int) -> dict[str, int]:
+    """/proc/PID/smaps_rollup as {field: kB} (Rss, Pss, Private_Dirty...)."""
+    out = {}
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
+                parts = line.split()
+                if len(parts) == 3 and parts[0].endswith(":") and parts[1].isdigit():
+                    out[parts[0][:-1]] = int(parts[1])
     except OSError:
         pass
-    return 0
+    return out
+
+
+def pss_kb(pid: int) -> int:
+    return rollup_kb(pid).get("Pss", 0)
 
 
 def status(pid: int | str = "self") -> dict[str, int]:
@@ -199,12 +205,29 @@ def cgroup_memory_kb(name: str) -> int:
 def container_memory(lxcpath: str, names: Iterable[str]) -> dict[str, int]:
     """PSS of the monitors of *lxcpath* and of every process in the containers,
     and the containers' cgroup-charged memory, all in kB."""
-    monitors = monitor_pids(lxcpath)
-    payload = [pid for n in names for pid in payload_pids(n)]
+    monitors = [rollup_kb(p) for p in monitor_pids(lxcpath)]
+    payload = [rollup_kb(pid) for n in names for pid in payload_pids(n)]
     return {
         "monitors": len(monitors),
-        "monitor_pss_kb": sum(pss_kb(p) for p in monitors),
+        "monitor_pss_kb": sum(r.get("Pss", 0) for r in monitors),
+        "monitor_rss_kb": sum(r.get("Rss", 0) for r in monitors),
+        "monitor_private_dirty_kb": sum(r.get("Private_Dirty", 0) for r in monitors),
         "payload_processes": len(payload),
-        "payload_pss_kb": sum(pss_kb(p) for p in payload),
+        "payload_pss_kb": sum(r.get("Pss", 0) for r in payload),
         "payload_cgroup_kb": sum(cgroup_memory_kb(n) for n in names),
     }
+
+
+PTY_SYSCTL = "/proc/sys/kernel/pty/"
+
+
+def pty_sysctl(name: str) -> int:
+    with open(PTY_SYSCTL + name) as f:
+        return int(f.read())
+
+
+def pty_headroom() -> int:
+    """Ptys a container can still get.  Containers allocate theirs in their
+    own devpts instances, which share kernel.pty.max minus kernel.pty.reserve
+    (the reserve is for the host's devpts)."""
+    return pty_sysctl("max") - pty_sysctl("reserve") - pty_sysctl("nr")

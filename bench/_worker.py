@@ -29,13 +29,14 @@ import queue
 import select
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as cm  # noqa: E402
+import _common as cm
 
 BASE = "lxactors-base"
 
@@ -79,18 +80,17 @@ def run_jobs(jobs: int, per_job: int, cycle: Callable[[int, int], dict[str, Any]
 
 
 def _lx_probe(lx: Any, ref: Any, timeout: float = 10.0) -> None:
-    """Type the probe on the console; wait for the shell's answer."""
-    lx.send(ref, cm.PROBE)
-    probe = cm.ProbeState()
+    """Wait for the shell's prompt, type the probe, wait for its answer."""
+    probe = cm.Probe()
     deadline = now() + timeout
     while True:
         msg = ref.receive(max(0.0, deadline - now()))
         if isinstance(msg, lx.ConsoleOutput):
-            due, found = probe.feed(msg.data)
-            if found:
+            write, done = probe.feed(msg.data)
+            if done:
                 return
-            if due:
-                lx.send(ref, cm.CURSOR_REPLY * due)
+            if write:
+                lx.send(ref, write)
         elif isinstance(msg, lx.ContainerExited):
             raise RuntimeError(f"{ref.name} exited during the probe: {msg}")
 
@@ -152,10 +152,22 @@ def lx_calls(a: dict[str, Any]) -> dict[str, Any]:
             lambda: ref.actor.ask(pykka.messages.ProxyCall(attr_path=("get_type",), args=(),
                                                            kwargs={})), m)
         out["pykka.proxy() construction"] = per_call(ref.actor.proxy, m)
+        out["lxactors.type(ref) (no liblxc call)"] = per_call(lambda: lx.type(ref), m)
         out["state_value"] = h.state()
         h.close()
     finally:
         lx.exit(ref, "kill")
+    return out
+
+
+def _tasks() -> dict[str, str]:
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                out[tid] = f.read().strip()
+        except OSError:
+            pass
     return out
 
 
@@ -182,6 +194,7 @@ def lx_churn(a: dict[str, Any]) -> dict[str, Any]:
         names.append(ref.name)
     time.sleep(0.5)
     before = _leak_snapshot(path, set())
+    tasks_before = _tasks()
     defined_before = set(liblxc.list_defined_containers(path))
     done: list[float] = []
     lock = threading.Lock()
@@ -215,12 +228,15 @@ def lx_churn(a: dict[str, Any]) -> dict[str, Any]:
     deadline = now() + 10
     while True:
         after = _leak_snapshot(path, set(names))
-        if all(after[k] <= before.get(k, 0) for k in ("fds", "threads", "host_mounts",
-                                                      "cgroup_dirs", "monitors")) \
-                or now() > deadline:
+        if all(after[k] <= before[k] for k in before) or now() > deadline:
             break
         time.sleep(0.2)
     left = sorted(set(liblxc.list_defined_containers(path)) - defined_before)
+    tasks_after = _tasks()
+    new_tasks = {t: c for t, c in tasks_after.items() if t not in tasks_before}
+    if new_tasks:
+        log(f"new OS threads: {new_tasks}; python threads: "
+            f"{[t.name for t in threading.enumerate()]}")
     windows = []
     step = max(1, len(done) // 10)
     for k in range(step, len(done), step):
@@ -229,22 +245,59 @@ def lx_churn(a: dict[str, Any]) -> dict[str, Any]:
         "count": len(done), "jobs": a["jobs"], "wall": wall, "per_s": len(done) / wall,
         "window_per_s": windows, "before": before, "after": after,
         "leaked": {k: after[k] - before.get(k, 0) for k in after},
-        "containers_left": left, "names": names,
+        "containers_left": left, "names": names, "new_os_threads": new_tasks,
     }
+
+
+def _install_poll_shim() -> None:
+    """Bench-side experiment, not a change to the library: lxactors' helper
+    client waits for each reply with ``select.select``, which refuses fds
+    >= 1024 (FD_SETSIZE), so a process holding ~250 containers (4 fds each)
+    can no longer call the helper.  This gives that module a ``select``
+    backed by ``poll``, to measure what the fix would allow."""
+    import math as _math
+    import select as _select
+
+    from lxactors import _helperclient
+
+    class PollSelect:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(_select, name)
+
+        def select(self, r: list[int], w: list[int], x: list[int],
+                   timeout: float | None = None) -> tuple[list[int], list[int], list[int]]:
+            p = _select.poll()
+            for fd in r:
+                p.register(fd, _select.POLLIN)
+            for fd in w:
+                p.register(fd, _select.POLLOUT)
+            ms = None if timeout is None else _math.ceil(max(0.0, timeout) * 1000)
+            ready = p.poll(ms)
+            done = _select.POLLIN | _select.POLLHUP | _select.POLLERR
+            return ([fd for fd, ev in ready if ev & done and fd in r],
+                    [fd for fd, ev in ready if ev & _select.POLLOUT], [])
+
+    _helperclient.select = PollSelect()  # type: ignore[assignment]
 
 
 def lx_density(a: dict[str, Any]) -> dict[str, Any]:
     """Line protocol: print 'base', wait; spawn N, print 'ready {...}', wait;
-    exit all, return."""
+    exit all, return.  Spawning stops at the first failure (recorded)."""
     import lxactors as lx
 
+    if a.get("poll_shim"):
+        _install_poll_shim()
     path, n, jobs = a["path"], a["n"], a["jobs"]
     with lx.spawn("", path=path):
         pass  # warm-up: helper, console thread, supervisor
     time.sleep(0.5)
     print("base " + json.dumps(cm.status()), flush=True)
     sys.stdin.readline()
+    # One owner for all, alive as long as this function runs (a thread's
+    # own mailbox would end with the spawning thread, and its containers too).
+    owner = lx.Mailbox()
     refs: list[Any] = []
+    errors: list[str] = []
     lock = threading.Lock()
     lat: list[float] = []
     it = iter(range(n))
@@ -252,10 +305,15 @@ def lx_density(a: dict[str, Any]) -> dict[str, Any]:
     def job() -> None:
         while True:
             with lock:
-                if next(it, None) is None:
+                if errors or next(it, None) is None:
                     return
             t = now()
-            ref = lx.spawn("", path=path)
+            try:
+                ref = lx.spawn("", path=path, owner=owner)
+            except Exception as exc:
+                with lock:
+                    errors.append(f"after {len(refs)} containers: {type(exc).__name__}: {exc}")
+                return
             with lock:
                 refs.append(ref)
                 lat.append(now() - t)
@@ -267,6 +325,8 @@ def lx_density(a: dict[str, Any]) -> dict[str, Any]:
     for t in threads:
         t.join()
     spawn_wall = now() - t0
+    if errors:
+        log(f"density: spawn failed {errors[0]}")
     time.sleep(2)
     from lxactors._helperclient import helper
 
@@ -279,6 +339,7 @@ def lx_density(a: dict[str, Any]) -> dict[str, Any]:
     q: queue.SimpleQueue[Any] = queue.SimpleQueue()
     for r in refs:
         q.put(r)
+    exit_errors: list[str] = []
 
     def ender() -> None:
         while True:
@@ -286,14 +347,27 @@ def lx_density(a: dict[str, Any]) -> dict[str, Any]:
                 r = q.get_nowait()
             except queue.Empty:
                 return
-            lx.exit(r, "kill")
+            try:
+                lx.exit(r, "kill")
+            except Exception as exc:
+                exit_errors.append(f"{type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=ender) for _ in range(jobs)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return {"n": n, "spawn_wall": spawn_wall, "spawn_latency": lat, "exit_wall": now() - t1}
+    return {"n": n, "reached": len(refs), "errors": errors[:3], "exit_errors": exit_errors[:3],
+            "spawn_wall": spawn_wall, "spawn_latency": lat, "exit_wall": now() - t1}
+
+
+#: The console writers: dd with 64 KiB writes (busybox head writes in small
+#: pieces and is slower), on the tty as it is, and with output processing off.
+WRITERS = {
+    "dd bs=64k": "dd if=/dev/zero bs=65536 count={count} 2>/dev/null",
+    "dd bs=64k, stty -opost": "stty -opost; dd if=/dev/zero bs=65536 count={count} 2>/dev/null"
+                              "; stty opost",
+}
 
 
 def lx_console(a: dict[str, Any]) -> dict[str, Any]:
@@ -302,12 +376,14 @@ def lx_console(a: dict[str, Any]) -> dict[str, Any]:
     import lxactors as lx
     from lxactors import liblxc
 
-    path, size = a["path"], a["bytes"]
+    path, count = a["path"], max(1, a["bytes"] // 65536)
     end_marker = b"E-5"
-    cmd = f"head -c {size} /dev/zero; echo E-$((2+3))\n".encode()
+
+    def command(writer: str) -> bytes:
+        return (WRITERS[writer].format(count=count) + "; echo E-$((2+3))\n").encode()
 
     class Counter(pykka.ThreadingActor):
-        """The owner: counts console bytes, sets an event on a marker."""
+        """The owner: counts console bytes and messages, sets an event on a marker."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -315,6 +391,7 @@ def lx_console(a: dict[str, Any]) -> dict[str, Any]:
 
         def reset(self, marker: bytes) -> None:
             self.n = 0
+            self.messages = 0
             self.tail = b""
             self.marker = marker
             self.seen = threading.Event()
@@ -322,46 +399,50 @@ def lx_console(a: dict[str, Any]) -> dict[str, Any]:
         def on_receive(self, message: Any) -> Any:
             if isinstance(message, lx.ConsoleOutput):
                 self.n += len(message.data)
+                self.messages += 1
                 if self.marker in self.tail + message.data:
                     self.seen.set()
                 self.tail = message.data[-8:]
-            return super().on_receive(message)
+            return None
 
     counter = Counter.start()
     actor: Any = counter.proxy()
     ref = lx.spawn("", path=path, owner=counter)
     runs = []
     try:
-        lx.send(ref, cm.PROBE)
+        lx.send(ref, cm.CURSOR_REPLY + cm.PROBE)
         if not actor.seen.get().wait(10):
             raise RuntimeError("no shell on the console")
         con = lx.console(ref)
-        for _ in range(a["repeats"]):
-            time.sleep(0.3)
-            actor.reset(end_marker).get()
-            seen = actor.seen.get()
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset VmHWM (peak RSS)
-            rss0 = cm.status()["VmRSS"]
-            peak_inflight = 0
-            t0 = now()
-            lx.send(ref, cmd)
-            while not seen.wait(0.01):
-                peak_inflight = max(peak_inflight, con.inflight)
-                if now() - t0 > 300:
-                    raise RuntimeError("console transfer did not finish")
-            dt = now() - t0
-            n = actor.n.get()
-            st = cm.status()
-            runs.append({"bytes": n, "seconds": dt, "MB_s": n / dt / 1e6, "rss_start_kb": rss0,
-                         "rss_peak_kb": st["VmHWM"], "peak_inflight": peak_inflight,
-                         "window": con.window})
-            log(f"console via actor: {n / dt / 1e6:.1f} MB/s, peak RSS {st['VmHWM']} kB")
+        for writer in WRITERS:
+            for _ in range(a["repeats"]):
+                time.sleep(0.3)
+                actor.reset(end_marker).get()
+                seen = actor.seen.get()
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # reset VmHWM (peak RSS)
+                rss0 = cm.status()["VmRSS"]
+                peak_inflight = 0
+                t0 = now()
+                lx.send(ref, command(writer))
+                while not seen.wait(0.01):
+                    peak_inflight = max(peak_inflight, con.inflight)
+                    if now() - t0 > 300:
+                        raise RuntimeError("console transfer did not finish")
+                dt = now() - t0
+                n, msgs = actor.n.get(), actor.messages.get()
+                st = cm.status()
+                runs.append({"writer": writer, "bytes": n, "seconds": dt, "MB_s": n / dt / 1e6,
+                             "messages_per_s": msgs / dt, "bytes_per_message": n / max(1, msgs),
+                             "rss_start_kb": rss0, "rss_peak_kb": st["VmHWM"],
+                             "peak_inflight": peak_inflight, "window": con.window})
+                log(f"console via actor, {writer}: {n / dt / 1e6:.1f} MB/s, "
+                    f"{n / max(1, msgs):.0f} B/message, peak RSS {st['VmHWM']} kB")
     finally:
         lx.exit(ref, "kill")
         counter.stop()
 
-    # The ceiling: the same transfer read straight from the pty, no actors.
+    # The ceiling: the same transfers read straight from the pty, no actors.
     raw = []
     name = f"{cm.PREFIX}{os.getpid()}-raw"
     with liblxc.Container(BASE, path) as base:
@@ -369,16 +450,16 @@ def lx_console(a: dict[str, Any]) -> dict[str, Any]:
     try:
         c.start()
         cfd = c.console_getfd(1)
-        os.write(cfd.ptx, cm.PROBE)
-        _read_until(cfd.ptx, cm.PROBE_ANSWER, reply_fd=cfd.ptx)
-        for _ in range(a["repeats"]):
-            time.sleep(0.3)
-            t0 = now()
-            os.write(cfd.ptx, cmd)
-            n = _read_until(cfd.ptx, end_marker)
-            dt = now() - t0
-            raw.append({"bytes": n, "seconds": dt, "MB_s": n / dt / 1e6})
-            log(f"console raw pty read: {n / dt / 1e6:.1f} MB/s")
+        _fd_probe(cfd.ptx)
+        for writer in WRITERS:
+            for _ in range(a["repeats"]):
+                time.sleep(0.3)
+                t0 = now()
+                os.write(cfd.ptx, command(writer))
+                n = _read_until(cfd.ptx, end_marker)
+                dt = now() - t0
+                raw.append({"writer": writer, "bytes": n, "seconds": dt, "MB_s": n / dt / 1e6})
+                log(f"console raw pty read, {writer}: {n / dt / 1e6:.1f} MB/s")
         cfd.close()
     finally:
         if c.is_running():
@@ -388,9 +469,9 @@ def lx_console(a: dict[str, Any]) -> dict[str, Any]:
     return {"actor": runs, "raw_pty": raw, "names": [ref.name, name]}
 
 
-def _read_until(fd: int, marker: bytes, reply_fd: int | None = None,
-                timeout: float = 300) -> int:
-    probe = cm.ProbeState(marker)
+def _read_until(fd: int, marker: bytes, timeout: float = 300) -> int:
+    """Read *fd* until *marker* went by; return the bytes read."""
+    tail = b""
     n = 0
     deadline = now() + timeout
     while True:
@@ -399,11 +480,39 @@ def _read_until(fd: int, marker: bytes, reply_fd: int | None = None,
             raise RuntimeError(f"no {marker!r} on the console")
         data = os.read(fd, 1 << 16)
         n += len(data)
-        due, found = probe.feed(data)
-        if found:
+        if marker in tail + data:
             return n
-        if due and reply_fd is not None:
-            os.write(reply_fd, cm.CURSOR_REPLY * due)
+        tail = data[-16:]
+
+
+def _fd_probe(fd: int, timeout: float = 10, gate: bytes | None = None) -> None:
+    """The console probe on a pty controller fd.  With *gate*, output before
+    it is skipped, and nothing is typed until the terminal is in raw mode
+    (how lxc-console says it is attached)."""
+    probe = cm.Probe()
+    pending: bytes | None = b"" if gate else None
+    deadline = now() + timeout
+    while True:
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - now()))
+        if not r:
+            raise RuntimeError("the console probe got no answer")
+        data = os.read(fd, 1 << 16)
+        if gate and pending is not None:
+            pending += data
+            i = pending.find(gate)
+            if i < 0:
+                continue
+            data, pending = pending[i + len(gate):], None
+            # lxc-console makes the terminal raw after saying it is
+            # connected, which flushes pending input: type only once raw.
+            # (termios calls on a pty's controller act on its terminal.)
+            while termios.tcgetattr(fd)[3] & termios.ICANON and now() < deadline:
+                time.sleep(0.0002)
+        write, done = probe.feed(data)
+        if done:
+            return
+        if write:
+            os.write(fd, write)
 
 
 def lx_profile(a: dict[str, Any]) -> dict[str, Any]:
@@ -512,8 +621,7 @@ def py_spawn(a: dict[str, Any]) -> dict[str, Any]:
             before = set(map(int, os.listdir("/proc/self/fd")))
             fd = c.console_getfd(1)
             _close_new_fds(before, fd)
-            os.write(fd, cm.PROBE)
-            _read_until(fd, cm.PROBE_ANSWER, reply_fd=fd, timeout=10)
+            _fd_probe(fd)
             os.close(fd)
         t2 = now()
         if not c.stop() or not c.destroy():
@@ -558,9 +666,7 @@ def _lxc_console_probe(name: str, path: str) -> None:
                          stdin=pts, stdout=pts, stderr=pts, close_fds=True)
     os.close(pts)
     try:
-        _read_until(ptx, b"Connected to tty", timeout=10)
-        os.write(ptx, cm.PROBE)
-        _read_until(ptx, cm.PROBE_ANSWER, reply_fd=ptx, timeout=10)
+        _fd_probe(ptx, gate=b"Connected to tty")
         os.write(ptx, b"\x01q")
         p.wait(10)
     finally:
@@ -603,8 +709,6 @@ def main() -> None:
     kind, args = sys.argv[1], json.loads(sys.argv[2])
     result = KINDS[kind](args)
     print("RESULT " + json.dumps(result), flush=True)
-    sys.stdout.flush()
-    os._exit(0)  # leave no daemon thread time to print at interpreter exit
 
 
 if __name__ == "__main__":

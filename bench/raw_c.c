@@ -4,15 +4,17 @@
  * directory.  Every container is an overlay snapshot of a stopped base, in the
  * lxcpath given; nothing else on the host is touched.
  *
- *   raw_c spawn LXCPATH BASE PREFIX COUNT JOBS CONSOLE
- *       COUNT cycles of clone + start (RUNNING) [+ console answering] + stop
- *       + destroy, split over JOBS forked processes.  One line per cycle:
- *       "cycle RUNNING_MS CONSOLE_MS GONE_MS" (CONSOLE_MS is -1 without it).
+ *   raw_c spawn LXCPATH BASE PREFIX PER_JOB JOBS CONSOLE
+ *       In each of JOBS forked processes, PER_JOB cycles of clone + start
+ *       (RUNNING) [+ console answering] + stop + destroy.  One line per
+ *       cycle: "cycle JOB I RUNNING_MS CONSOLE_MS GONE_MS" (CONSOLE_MS is -1
+ *       without the console).
  *   raw_c calls LXCPATH NAME ITERS
  *       ns per call of get_config_item("lxc.rootfs.path") and state().
  *   raw_c hold LXCPATH BASE PREFIX COUNT
- *       clone + start COUNT containers, print "ready", wait for a line on
- *       stdin, then stop + destroy them all and print "done".
+ *       print "base" and wait for a line on stdin; clone + start COUNT
+ *       containers (stopping at the first failure), print "ready STARTED"
+ *       and wait for a line; then stop + destroy them all, print "done".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,52 +41,69 @@ static void die(const char *what, const char *name)
 	exit(1);
 }
 
-/* Send "echo x-$((1+1))" to tty1's shell and wait for "x-2". */
+/* The console probe: wait for the prompt of tty1's shell (busybox ash ends it
+ * with a cursor-position query, ESC [6n), answer the query as a terminal
+ * would, type "echo x-$((1+1))" and wait for "x-2". */
 static void console_answer(struct lxc_container *c)
 {
 	int tty = 1, ptx = -1;
 	int keep = c->console_getfd(c, &tty, &ptx);
 	if (keep < 0)
 		die("console_getfd", c->name);
-	const char cmd[] = "echo x-$((1+1))\n";
-	if (write(ptx, cmd, sizeof(cmd) - 1) != (ssize_t)(sizeof(cmd) - 1))
-		die("console write", c->name);
-	char buf[8192];
+	static const char typed[] = "\x1b[1;1Recho x-$((1+1))\n";
+	static char buf[65536];
 	size_t have = 0;
+	int state = 0; /* 0: waiting for the prompt, 1: typed */
 	double deadline = now_ms() + 10000;
 	for (;;) {
 		struct pollfd p = {.fd = ptx, .events = POLLIN};
 		int left = (int)(deadline - now_ms());
-		if (left <= 0 || poll(&p, 1, left) <= 0)
+		if (left <= 0 || poll(&p, 1, left) <= 0 || have >= sizeof(buf) - 1)
 			die("console answer", c->name);
 		ssize_t n = read(ptx, buf + have, sizeof(buf) - 1 - have);
 		if (n <= 0)
 			die("console read", c->name);
 		have += (size_t)n;
-		buf[have] = 0;
-		if (memmem(buf, have, "x-2", 3))
+		if (state == 0 && memmem(buf, have, "\x1b[6n", 4)) {
+			if (write(ptx, typed, sizeof(typed) - 1) != (ssize_t)(sizeof(typed) - 1))
+				die("console write", c->name);
+			state = 1;
+			have = 0;
+		} else if (state == 1 && memmem(buf, have, "x-2", 3)) {
 			break;
-		if (have > sizeof(buf) / 2) { /* keep the tail only */
-			memmove(buf, buf + have - 8, 8);
-			have = 8;
 		}
 	}
 	close(ptx);
 	close(keep);
 }
 
-static struct lxc_container *clone_start(struct lxc_container *base, const char *name,
-					 const char *path)
+/* Clone and start; NULL (and a message) on failure, nothing left behind. */
+static struct lxc_container *try_clone_start(struct lxc_container *base, const char *name,
+					     const char *path)
 {
 	struct lxc_container *c = base->clone(base, name, path, LXC_CLONE_SNAPSHOT, "overlay",
 					      NULL, 0, NULL);
-	if (!c)
-		die("clone", name);
+	if (!c) {
+		fprintf(stderr, "raw_c: clone failed for %s\n", name);
+		return NULL;
+	}
 	c->want_daemonize(c, true);
-	if (!c->start(c, 0, NULL))
-		die("start", name);
-	if (!c->is_running(c))
-		die("running", name);
+	if (!c->start(c, 0, NULL) || !c->is_running(c)) {
+		fprintf(stderr, "raw_c: start failed for %s\n", name);
+		c->stop(c);
+		c->destroy(c);
+		lxc_container_put(c);
+		return NULL;
+	}
+	return c;
+}
+
+static struct lxc_container *clone_start(struct lxc_container *base, const char *name,
+					 const char *path)
+{
+	struct lxc_container *c = try_clone_start(base, name, path);
+	if (!c)
+		exit(1);
 	return c;
 }
 
@@ -118,7 +137,8 @@ static void spawn_loop(const char *path, const char *basename, const char *prefi
 		stop_destroy(c);
 		double t3 = now_ms();
 		char line[128];
-		int len = snprintf(line, sizeof(line), "cycle %.3f %.3f %.3f\n", t1 - t0, tc, t3 - t2);
+		int len = snprintf(line, sizeof(line), "cycle %d %d %.3f %.3f %.3f\n", job, i, t1 - t0,
+				   tc, t3 - t2);
 		if (write(1, line, (size_t)len) != len) /* one write: lines never mix */
 			exit(1);
 	}
@@ -128,18 +148,17 @@ static void spawn_loop(const char *path, const char *basename, const char *prefi
 static int cmd_spawn(char **argv)
 {
 	const char *path = argv[0], *base = argv[1], *prefix = argv[2];
-	int count = atoi(argv[3]), jobs = atoi(argv[4]), console = atoi(argv[5]);
+	int per_job = atoi(argv[3]), jobs = atoi(argv[4]), console = atoi(argv[5]);
 	if (jobs <= 1) {
-		spawn_loop(path, base, prefix, 0, count, console);
+		spawn_loop(path, base, prefix, 0, per_job, console);
 		return 0;
 	}
 	for (int j = 0; j < jobs; j++) {
-		int share = count / jobs + (j < count % jobs);
 		pid_t pid = fork();
 		if (pid < 0)
 			die("fork", prefix);
 		if (pid == 0) {
-			spawn_loop(path, base, prefix, j, share, console);
+			spawn_loop(path, base, prefix, j, per_job, console);
 			_exit(0);
 		}
 	}
@@ -180,17 +199,24 @@ static int cmd_hold(char **argv)
 	if (!base || !base->is_defined(base))
 		die("open base", basename);
 	struct lxc_container **cs = calloc((size_t)count, sizeof(*cs));
-	for (int i = 0; i < count; i++) {
-		char name[128];
-		snprintf(name, sizeof(name), "%s%d", prefix, i);
-		cs[i] = clone_start(base, name, path);
-	}
-	printf("ready\n");
-	fflush(stdout);
 	char line[64];
+	printf("base\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	int started = 0;
+	for (; started < count; started++) {
+		char name[128];
+		snprintf(name, sizeof(name), "%s%d", prefix, started);
+		cs[started] = try_clone_start(base, name, path);
+		if (!cs[started])
+			break;
+	}
+	printf("ready %d\n", started);
+	fflush(stdout);
 	if (!fgets(line, sizeof(line), stdin))
 		line[0] = 0;
-	for (int i = 0; i < count; i++)
+	for (int i = 0; i < started; i++)
 		stop_destroy(cs[i]);
 	free(cs);
 	lxc_container_put(base);
@@ -207,7 +233,7 @@ int main(int argc, char **argv)
 		return cmd_calls(argv + 2);
 	if (argc == 6 && !strcmp(argv[1], "hold"))
 		return cmd_hold(argv + 2);
-	fprintf(stderr, "usage: raw_c spawn PATH BASE PREFIX COUNT JOBS CONSOLE | "
+	fprintf(stderr, "usage: raw_c spawn PATH BASE PREFIX PER_JOB JOBS CONSOLE | "
 			"calls PATH NAME ITERS | hold PATH BASE PREFIX COUNT\n");
 	return 2;
 }

@@ -197,7 +197,14 @@ class ContainerActor(pykka.ThreadingActor):
             self.actor_ref.tell(("init_exited", pid))
             return
         ref = self.actor_ref
-        self._cancel_watch = hub().watch(pidfd, lambda: ref.tell(("init_exited", pid)))
+
+        def exited() -> None:
+            try:
+                ref.tell(("init_exited", pid))
+            except pykka.ActorDeadError:
+                pass  # the actor ended first (exit, owner gone); its cancel raced this event
+
+        self._cancel_watch = hub().watch(pidfd, exited)
 
     def _cleanup_failed_boot(self) -> None:
         h = self.handle
@@ -306,6 +313,9 @@ class ContainerActor(pykka.ThreadingActor):
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+        if self._helper is not None:  # this container's own (exec-wrapped) helper
+            self._helper.close()
+            self._helper = None
 
     # ------------------------------------------------------------ API (via proxy)
 

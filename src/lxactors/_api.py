@@ -16,6 +16,7 @@ from lxactors._messages import ContainerExited, Message
 from lxactors._options import TYPES, Type, parse_options
 from lxactors._owner import Mailbox, Owner, as_owner
 from lxactors._supervisor import Entry, supervisor
+from lxactors._validate import check_timeout
 from lxactors.liblxc import Container, get_global_config_item
 
 __all__ = ["ContainerRef", "spawn", "exit", "send", "type", "container", "console"]
@@ -37,6 +38,8 @@ class ContainerRef:
         self.name = name
         self.path = path
         self.actor = actor
+        # Made once: pykka inspects the whole actor to build a proxy.
+        self._proxy = actor.proxy()
         self.owner = owner
         self._entry = entry
 
@@ -62,7 +65,7 @@ class ContainerRef:
         if not self.actor.is_alive():
             raise LxcError(self.name, method, "the container has ended")
         try:
-            return getattr(self.actor.proxy(), method)(*args).get(timeout=timeout)
+            return getattr(self._proxy, method)(*args).get(timeout=timeout)
         except pykka.ActorDeadError as exc:
             raise LxcError(self.name, method, "the container has ended") from exc
         except pykka.Timeout as exc:
@@ -146,10 +149,11 @@ def exit(ref: ContainerRef, reason: str = "normal", timeout: float = 10.0) -> Co
     _check_ref(ref)
     if reason not in ("normal", "kill"):
         raise ValueError(f"exit reason must be 'normal' or 'kill', not {reason!r}")
+    timeout = _seconds(timeout)  # before the actor starts halting: a refused call changes nothing
     if not ref.actor.is_alive():
         return None
     try:
-        result = ref.actor.proxy().exit(reason, timeout).get(timeout=timeout + CALL_TIMEOUT)
+        result = ref._proxy.exit(reason, timeout).get(timeout=timeout + CALL_TIMEOUT)
     except pykka.ActorDeadError:
         return None
     return cast("ContainerExited | None", result)
@@ -162,6 +166,7 @@ def send(ref: ContainerRef, data: bytes | str, timeout: float = 30.0) -> None:
         data = data.encode()
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes or str, not {builtins.type(data).__name__}")
+    timeout = _seconds(timeout)
     ref._ask("send", bytes(data), timeout, timeout=timeout + CALL_TIMEOUT)
 
 
@@ -210,6 +215,13 @@ def console(ref: ContainerRef) -> Console:
     if con is None:
         raise LxcError(ref.name, "console", "the container has no console")
     return cast(Console, con)
+
+
+def _seconds(timeout: object) -> float:
+    """A timeout for exit() and send(): a finite number of seconds, >= 0."""
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds, not {timeout}")
+    return check_timeout(timeout)
 
 
 def _check_ref(ref: object) -> None:

@@ -61,6 +61,11 @@ def ensure_base(path: str | None, template: str = "busybox",
                         print(f"lxactors: {msg}...", flush=True)
                     base.create(template)
                 shell_on_tty1(base)
+                # One tty is all lxactors reads; the template's five would cost
+                # each container four more ptys (the host has a few thousand).
+                if base.get_config_item("lxc.tty.max") != "1":
+                    base.set_config_item("lxc.tty.max", "1")
+                    base.save_config()
         _ready.add(lxcpath)
         return lxcpath
 

@@ -220,11 +220,17 @@ def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec]) -> No
                 elif isinstance(spec, FileSpec):
                     _write(rootfd, spec.path, spec.content, spec.mode)
                 else:
-                    with open(spec.source, "rb") as f:
-                        st = os.fstat(f.fileno())
+                    # O_NONBLOCK: opening a FIFO (or a tty) must not hang; the
+                    # regular-file check below refuses it.
+                    src = os.open(spec.source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                    try:
+                        st = os.fstat(src)
                         if not stat.S_ISREG(st.st_mode):
                             raise ValueError(f"copy source {spec.source} is not a regular file")
-                        data = f.read(MAX_CONTENT + 1)
+                        with open(src, "rb", closefd=False) as f:
+                            data = f.read(MAX_CONTENT + 1)
+                    finally:
+                        os.close(src)
                     if len(data) > MAX_CONTENT:
                         raise ValueError(f"copy source {spec.source} is over {MAX_CONTENT} bytes")
                     mode = spec.mode if spec.mode is not None else st.st_mode & 0o7777

@@ -138,9 +138,7 @@ class Handle:
         return OpError(message, log=[ln for ln in lines if ln.strip()][-20:])
 
     def strip_log_line(self, config_file: str) -> None:
-        import _errlog  # type: ignore[import-not-found]  # sibling module, stdlib only
-
-        _errlog.strip_from_config(config_file, self.log_path)
+        _errlog().strip_from_config(config_file, self.log_path)
 
     def config_file(self) -> str | None:
         p = self.c.config_file_name(self.c)
@@ -155,7 +153,25 @@ class Handle:
 # --------------------------------------------------------------------------- cgroups
 
 
+def _errlog() -> Any:
+    """The sibling stdlib-only module (imported in main(), before any fork)."""
+    import _errlog  # type: ignore[import-not-found]
+
+    return _errlog
+
+
+_MOUNTS: dict[frozenset[str], str] | None = None
+
+
 def _cgroup_mounts() -> dict[frozenset[str], str]:
+    """The hierarchies' mount points, read once (in the helper, before forks)."""
+    global _MOUNTS
+    if _MOUNTS is None:
+        _MOUNTS = _read_cgroup_mounts()
+    return _MOUNTS
+
+
+def _read_cgroup_mounts() -> dict[frozenset[str], str]:
     """Map each cgroup hierarchy (its controller set) to its mount point."""
     mounts: dict[frozenset[str], str] = {}
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -358,6 +374,34 @@ def _simple(method: str, *names: str) -> Any:
         return None
 
     return op
+
+
+def unlink_symlinked_rootfs(c: Any) -> None:
+    """liblxc's destroy empties a dir rootfs (or overlay upper) by following a
+    symlink put in its place or above it, then fails on the link: unlink it first."""
+    buf = ffi.new("char[]", 4096)
+    if c.get_config_item(c, b"lxc.rootfs.path", buf, 4096) <= 0:
+        return
+    rootfs = ffi.string(buf).decode("utf-8", "surrogateescape")
+    if not rootfs.startswith(("dir:", "overlay:", "overlayfs:", "/")):
+        return
+    store = p = rootfs.rsplit(":", 1)[-1]  # dir:PATH, [overlay:]LOWER:UPPER: what destroy removes
+    home = os.path.join(ffi.string(c.config_path), ffi.string(c.name)).decode("utf-8", "surrogateescape")
+    while p.startswith(home + "/"):
+        if os.path.islink(p):
+            os.unlink(p)
+        p = os.path.dirname(p)
+    if os.path.islink(store) and os.path.isdir(store):
+        os.unlink(store)
+
+
+def op_destroy(args: dict[str, Any], fds: list[int], reply: int,
+               method: str = "destroy") -> object:
+    h = Handle(args)
+    unlink_symlinked_rootfs(h.c)
+    if not getattr(h.c, method)(h.c):
+        raise h.fail(f"{method} failed")
+    return None
 
 
 def op_mount(args: dict[str, Any], fds: list[int], reply: int) -> object:
@@ -569,8 +613,8 @@ OPS = {
     "create": op_create,
     "clone": op_clone,
     "rename": op_rename,
-    "destroy": _simple("destroy"),
-    "destroy_with_snapshots": _simple("destroy_with_snapshots"),
+    "destroy": op_destroy,
+    "destroy_with_snapshots": lambda a, f, r: op_destroy(a, f, r, "destroy_with_snapshots"),
     "snapshot": op_snapshot,
     "snapshot_restore": _simple("snapshot_restore", "snapname", "newname"),
     "snapshot_destroy": _simple("snapshot_destroy", "snapname"),
@@ -643,6 +687,7 @@ def apply_policies() -> None:
                 c.stop(c)
                 c.wait(c, b"STOPPED", 10)
             if type_ == "temporary" and c.is_defined(c):
+                unlink_symlinked_rootfs(c)
                 c.destroy(c)
         finally:
             lib.lxc_container_put(c)
@@ -716,6 +761,8 @@ def _reap() -> None:
 def main(argv: list[str]) -> int:
     sys.path.append(HERE)  # for the stdlib-only sibling _errlog (-I left it out)
     _load_extension()
+    _errlog()  # imported once here, not in every forked worker
+    _cgroup_mounts()
     fd = int(argv[1])
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)

@@ -56,8 +56,11 @@ class Reply:
                 raise LxcTimeoutError(
                     self.container, self.operation, f"no answer within {timeout:g} s"
                 )
-            r, _, _ = select.select([self.fd], [], [], remaining)
-            if not r:
+            # poll, not select: a process holding hundreds of containers has
+            # fds past select's limit of 1024.
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            if not poller.poll(None if remaining is None else max(0, int(remaining * 1000) + 1)):
                 continue
             chunk = os.read(self.fd, 1 << 16)
             if not chunk:

@@ -83,6 +83,13 @@ class _Supervisor:
 
     def _run(self) -> None:
         while not self._stop.wait(POLL):
+            if self._entries:
+                try:
+                    # A dead helper is replaced now, not at the next call: it
+                    # holds the policies to apply if this process dies.
+                    helper()._ensure()
+                except Exception:
+                    log.exception("lxactors supervisor: cannot restart the helper")
             for entry in self.entries():
                 try:
                     if entry.owner.alive() or not entry.actor.is_alive():
@@ -114,6 +121,11 @@ def _at_exit() -> None:
     """Interpreter exit: the helper applies the policies as it would on SIGKILL."""
     if _supervisor is not None and _supervisor_pid == os.getpid():
         _supervisor._stop.set()
+        if _supervisor.entries():
+            try:
+                helper()._ensure()  # a helper that died since the last poll is replaced first
+            except Exception as exc:
+                log.warning("lxactors: cannot restart the helper at exit: %s", exc)
         helper().close()
 
 

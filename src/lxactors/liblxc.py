@@ -141,6 +141,11 @@ def _path_arg(path: object | None, what: str = "path") -> str | None:
     return None if path is None else v.check_path(path, what).decode("utf-8", "surrogateescape")
 
 
+def _required_path(path: object, what: str) -> str:
+    """A path that must be given: None would reach liblxc as NULL."""
+    return v.check_path(path, what).decode("utf-8", "surrogateescape")
+
+
 def _c_str(raw: bytes | None) -> Any:
     return NULL if raw is None else raw
 
@@ -592,11 +597,11 @@ class Container:
     # ------------------------------------------------------------ devices, network, mounts
 
     def add_device_node(self, src_path: str, dest_path: str | None = None) -> None:
-        self._via_helper("add_device_node", src_path=_path_arg(src_path, "device"),
+        self._via_helper("add_device_node", src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def remove_device_node(self, src_path: str, dest_path: str | None = None) -> None:
-        self._via_helper("remove_device_node", src_path=_path_arg(src_path, "device"),
+        self._via_helper("remove_device_node", src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def attach_interface(self, dev: str, dst_dev: str | None = None) -> None:
@@ -627,14 +632,14 @@ class Container:
               mountflags: int = 0, data: str | None = None) -> None:
         """Mount *source* on *target* inside the running container."""
         self._via_helper("mount", snapshot=True, source=_path_arg(source, "source"),
-                         target=_path_arg(target, "target"),
+                         target=_required_path(target, "target"),
                          fstype=None if filesystemtype is None else v.check_text(
                              filesystemtype, "filesystem type", allow_newline=False).decode(),
                          flags=v.check_int(mountflags, "mountflags", low=0, high=2**63 - 1),
                          data=None if data is None else v.check_text(data, "mount data").decode())
 
     def umount(self, target: str, mountflags: int = 0) -> None:
-        self._via_helper("umount", snapshot=True, target=_path_arg(target, "target"),
+        self._via_helper("umount", snapshot=True, target=_required_path(target, "target"),
                          flags=v.check_int(mountflags, "mountflags", low=0, high=2**31 - 1))
 
     # ------------------------------------------------------------ console
@@ -759,17 +764,17 @@ class Container:
     # ------------------------------------------------------------ checkpoint/restore
 
     def checkpoint(self, directory: str, stop: bool = False, verbose: bool = False) -> None:
-        self._via_helper("checkpoint", directory=_path_arg(directory, "directory"),
+        self._via_helper("checkpoint", directory=_required_path(directory, "directory"),
                          stop=bool(stop), verbose=bool(verbose))
 
     def restore(self, directory: str, verbose: bool = False) -> None:
-        self._via_helper("restore", directory=_path_arg(directory, "directory"),
+        self._via_helper("restore", directory=_required_path(directory, "directory"),
                          verbose=bool(verbose))
 
     def migrate(self, cmd: int, directory: str, **opts: Any) -> None:
         """liblxc's migrate (MIGRATE_PRE_DUMP=0, DUMP=1, RESTORE=2, FEATURE_CHECK=3)."""
         self._via_helper("migrate", cmd=v.check_int(cmd, "cmd", low=0, high=3),
-                         directory=_path_arg(directory, "directory"), **opts)
+                         directory=_required_path(directory, "directory"), **opts)
 
     # ------------------------------------------------------------ seccomp, devpts
 
