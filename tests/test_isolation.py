@@ -16,26 +16,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from lxactors import liblxc
 from lxactors._helperclient import helper
+from tests.util import wait_for
 
 MIB = 1 << 20
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0,
-             what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def status_field(pid: int | str, field: str) -> str:

@@ -24,6 +24,7 @@ import pytest
 from lxactors import liblxc
 from lxactors._errors import ContainerClosedError, LxcError
 from tests.conftest import unique_name
+from tests.util import wait_for
 
 MS_BIND = 4096
 SEED_STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "ABORTING", "FREEZING", "FROZEN",
@@ -31,19 +32,6 @@ SEED_STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "ABORTING", "FREEZI
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition",
-             interval: float = 0.02) -> object:
-    """Poll *predicate* until it returns something truthy; fail after *timeout* s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def sh(c: liblxc.Container, script: str, **kw) -> liblxc.AttachResult:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 
 import lxactors
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition",
+             interval: float = 0.02) -> object:
+    """Poll *predicate* until it returns something truthy; fail after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def read_console_until(ref: lxactors.ContainerRef, needle: bytes, timeout: float = 10.0) -> bytes:
