@@ -691,6 +691,10 @@ class Container:
         args = v.check_argv(argv)
         if not args:
             raise ValueError("argv must name a program")
+        if env is not None and not isinstance(env, Mapping):
+            raise TypeError(f"env must be a mapping of names to values, not {type(env).__name__}")
+        if groups is not None and (isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable)):
+            raise TypeError(f"groups must be a list of gids, not {type(groups).__name__}")
         environ = {}
         for k, val in (env or {}).items():
             rk = v.check_text(k, "environment name", allow_newline=False)
