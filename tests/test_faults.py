@@ -29,7 +29,7 @@ from lxactors import _errlog, liblxc
 from lxactors._helperclient import helper
 from tests import leaks
 from tests.conftest import unique_name
-from tests.util import read_console_until
+from tests.util import read_console_until, remove_container
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -182,14 +182,7 @@ def named(lxcpath: str) -> Iterator[Callable[[str], str]]:
 
     yield make
     for name in names:
-        try:
-            with liblxc.Container(name, lxcpath) as c:
-                if c.is_running():
-                    c.stop()
-                if c.is_defined():
-                    c.destroy()
-        except lxactors.LxcError:
-            pass
+        remove_container(name, lxcpath)
         remove_empty_cgroups(name)
 
 

@@ -22,6 +22,7 @@ import lxactors
 from lxactors import _errlog, liblxc
 from lxactors._helperclient import helper
 from tests import leaks
+from tests.util import remove_container
 
 pytestmark = pytest.mark.slow
 
@@ -134,14 +135,7 @@ def test_200_containers_from_20_owner_actors(lxcpath: str, caplog: pytest.LogCap
             if o.is_alive():
                 o.stop()
         for name, _ in names:
-            try:
-                with liblxc.Container(name, lxcpath) as c:
-                    if c.is_running():
-                        c.stop()
-                    if c.is_defined():
-                        c.destroy()
-            except lxactors.LxcError:
-                pass
+            remove_container(name, lxcpath)
 
 
 # --------------------------------------------------------------------------- cycles

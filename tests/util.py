@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import lxactors
+from lxactors import liblxc
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition",
@@ -37,3 +38,15 @@ def read_console_until(ref: lxactors.ContainerRef, needle: bytes, timeout: float
         if isinstance(msg, lxactors.ConsoleOutput):
             buf += msg.data
     return buf
+
+
+def remove_container(name: str, lxcpath: str) -> None:
+    """Teardown: stop and destroy *name* if it is still there (gone already is fine)."""
+    try:
+        with liblxc.Container(name, lxcpath) as c:
+            if c.is_running():
+                c.stop()
+            if c.is_defined():
+                c.destroy()
+    except lxactors.LxcError:
+        pass
