@@ -15,6 +15,7 @@ from lxactors import _base, liblxc
 from lxactors._console import hub
 from lxactors._helperclient import helper
 from lxactors._supervisor import supervisor
+from lxactors._userns import resolve_userns
 from tests import leaks
 
 
@@ -24,9 +25,12 @@ def lxcpath() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("real containers need root")
     path = tempfile.mkdtemp(prefix="lxactors-test-", dir="/var/tmp")
+    # Searchable by the mapped root of user-namespaced containers.
+    os.chmod(path, 0o711)
     # Made before any leak snapshot: the cached base of unnamed containers and
     # the process-wide singletons (helper process, console thread, supervisor).
     _base.ensure_base(path)
+    _base.ensure_base(path, resolve_userns(True))
     helper()._ensure()
     hub()
     supervisor()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         Message,
     )
     from lxactors._owner import Mailbox
+    from lxactors._userns import IdMap
 
 _EXPORTS = {
     "Console": "lxactors._console",
@@ -38,6 +39,7 @@ _EXPORTS = {
     "ContainerRestarted": "lxactors._messages",
     "GaveUp": "lxactors._messages",
     "HelperError": "lxactors._errors",
+    "IdMap": "lxactors._userns",
     "LxcError": "lxactors._errors",
     "LxcTimeoutError": "lxactors._errors",
     "Mailbox": "lxactors._owner",
@@ -59,6 +61,7 @@ __all__ = [
     "ContainerRestarted",
     "GaveUp",
     "HelperError",
+    "IdMap",
     "LxcError",
     "LxcTimeoutError",
     "Mailbox",

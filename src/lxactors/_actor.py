@@ -29,6 +29,7 @@ from lxactors._helperclient import Helper
 from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
 from lxactors._options import SpawnOptions, Type
 from lxactors._owner import Owner
+from lxactors._userns import idmap_of, unreachable_dir
 from lxactors.liblxc import Container
 
 __all__ = ["ContainerActor", "Intensity"]
@@ -82,6 +83,7 @@ class ContainerActor(pykka.ThreadingActor):
         self._log_offset = 0
         self._exit_reason: str | None = None
         self._created = False
+        self._started = False
         self._on_end = on_end
         self._helper = Helper(options.exec) if options.exec else None
 
@@ -101,18 +103,29 @@ class ContainerActor(pykka.ThreadingActor):
         o = self.options
         h = Container(self.name, o.path, helper=self._helper)
         self.handle = h
+        if h.is_defined():
+            self._check_userns(h)
+        if o.userns is not None:
+            blocked = unreachable_dir(h.get_config_path(), o.userns)
+            if blocked is not None:
+                raise LxcError(self.name, "spawn",
+                               f"{blocked} is closed to the container's root (host uid "
+                               f"{o.userns.uid}), which must reach its rootfs: "
+                               f"chmod o+x {blocked}, or use another path")
         if h.is_running():
             self._connect()
             return
         if not h.is_defined():
             if not self.named and o.create is None:
                 h.close()
-                self.handle = h = _base.ephemeral_clone(self.name, o.path)
+                self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns)
                 self._created = True
                 h.set_helper(self._helper)
                 self._configure(h)
             else:
                 self._configure(h)
+                for key, value in o.userns.config if o.userns else ():
+                    h.set_config_item(key, value)
                 c = dict(o.create or {})
                 template = c.get("template", "busybox")
                 h.create(template, c.get("bdevtype"), c.get("bdevspec"),
@@ -125,8 +138,25 @@ class ContainerActor(pykka.ThreadingActor):
         else:
             self._configure(h)
         if o.chroot:
-            apply_chroot(self.name, rootfs_dir(h.get_config_item("lxc.rootfs.path")), o.chroot)
+            apply_chroot(self.name, rootfs_dir(h.get_config_item("lxc.rootfs.path")), o.chroot,
+                         _base.root_owner(h))
         self._start()
+
+    def _check_userns(self, h: Container) -> None:
+        """An existing container runs in the namespace asked for, or not at all.
+
+        Its rootfs was made for the mapping in its config: mapping it anew
+        would show every file owned by nobody.
+        """
+        want = self.options.userns
+        if want is None:
+            return
+        have = idmap_of(h.get_config_item("lxc.idmap").splitlines())
+        if have != want:
+            was = "without a user namespace" if have is None else f"for ids {have.tag}"
+            raise LxcError(self.name, "spawn",
+                           f"userns asks for ids {want.tag}, but the container was made {was}; "
+                           "spawn it without userns, or make a new one")
 
     def _configure(self, h: Container, clear: bool = True) -> None:
         for step in self.options.config:
@@ -152,6 +182,7 @@ class ContainerActor(pykka.ThreadingActor):
         self._log_offset = h.log_size()
         self._exit_reason = None
         argv = o.start.get("argv")
+        self._started = True
         pid = h.start(bool(o.start.get("useinit", False)), argv or None, timeout=o.timeout)
         if pid is None:
             # init already ended: report it as soon as this call is done.
@@ -211,7 +242,8 @@ class ContainerActor(pykka.ThreadingActor):
         if h is None or h.closed:
             return
         with contextlib.suppress(LxcError):
-            if h.is_running():
+            # A container this spawn did not start (adopted) keeps running.
+            if self._started and h.is_running():
                 h.stop()
             if self._created and h.is_defined():
                 h.destroy()
@@ -375,7 +407,8 @@ class ContainerActor(pykka.ThreadingActor):
         self._close_console()
         self._kill_init()
         with contextlib.suppress(LxcError):
-            if h.is_running():
+            # A container this spawn did not start (adopted) keeps running.
+            if self._started and h.is_running():
                 h.stop()
         if self._cancel_watch is not None:
             self._cancel_watch()

@@ -98,7 +98,11 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
     ``verbose``, ``config``, ``cgroup``, ``chroot``, ``create``, ``start``,
     ``type``; and ``nodaemonize``, ``nocloseallfds``, ``exec`` for debugging;
     ``window`` (console flow-control bytes), ``console`` (False: none),
-    ``timeout``.  See the README for each.
+    ``timeout``; and ``userns``: True runs the container in a user namespace
+    (its root is an unprivileged host uid from root's range in /etc/subuid),
+    a ``range`` or ``(start, count)`` chooses the host ids, False runs it
+    without.  Unnamed containers default to True, named ones to False.
+    See the README for each.
 
     *owner* is who gets the messages: a pykka ``ActorRef``, a
     :class:`Mailbox`, or None for the calling actor (or, from plain code, a

@@ -2,7 +2,10 @@
 
 A busybox template run costs ~500 ms; an overlay snapshot of a stopped base
 costs a few ms.  The base is built once per lxcpath (under a file lock, so
-several processes agree) and never started.
+several processes agree) and never started.  A user-namespaced container
+has its own base per id mapping, built by the template inside the
+namespace: its files are owned by the mapped ids, so an overlay snapshot
+starts in the namespace with nothing to chown.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import os
 import threading
 
 from lxactors import liblxc
-from lxactors._chroot import FileSpec, apply_chroot, rootfs_dir
+from lxactors._chroot import FileSpec, Owner, apply_chroot, rootfs_dir
+from lxactors._userns import IdMap, idmap_of
 
-__all__ = ["BASE_NAME", "ensure_base", "ephemeral_clone", "shell_on_tty1"]
+__all__ = ["BASE_NAME", "base_name", "ensure_base", "ephemeral_clone", "shell_on_tty1",
+           "root_owner"]
 
 log = logging.getLogger("lxactors")
 
@@ -31,11 +36,25 @@ console::askfirst:/bin/sh
 """
 
 
+def base_name(idmap: IdMap | None = None) -> str:
+    """The base's name: ``lxactors-base``, or ``lxactors-base-userns-<ids>``."""
+    return BASE_NAME if idmap is None else f"{BASE_NAME}-userns-{idmap.tag}"
+
+
+def root_owner(container: liblxc.Container) -> Owner:
+    """The host (uid, gid) of the container's root, if it maps ids (else None)."""
+    idmap = idmap_of(container.get_config_item("lxc.idmap").splitlines())
+    return None if idmap is None else (idmap.uid, idmap.gid)
+
+
 def shell_on_tty1(container: liblxc.Container) -> None:
     """Make a busybox container run a shell on tty1 (see INITTAB)."""
     rootfs = rootfs_dir(container.get_config_item("lxc.rootfs.path"))
-    apply_chroot(container.name, rootfs, [FileSpec(("etc", "inittab"), INITTAB, 0o644)])
-_ready: set[str] = set()
+    apply_chroot(container.name, rootfs, [FileSpec(("etc", "inittab"), INITTAB, 0o644)],
+                 root_owner(container))
+
+
+_ready: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 
 
@@ -43,22 +62,27 @@ def _lxcpath(path: str | None) -> str:
     return path or liblxc.get_global_config_item("lxc.lxcpath") or "/var/lib/lxc"
 
 
-def ensure_base(path: str | None, template: str = "busybox",
+def ensure_base(path: str | None, idmap: IdMap | None = None, template: str = "busybox",
                 progress: bool = False) -> str:
-    """Build the base container in *path* if it is not there; return the lxcpath."""
+    """Build the base container for *idmap* in *path* if it is not there; return the lxcpath."""
     lxcpath = _lxcpath(path)
+    name = base_name(idmap)
     with _lock:
-        if lxcpath in _ready:
+        if (lxcpath, name) in _ready:
             return lxcpath
         os.makedirs(lxcpath, exist_ok=True)
-        with open(os.path.join(lxcpath, f".{BASE_NAME}.lock"), "w") as lockf:
+        with open(os.path.join(lxcpath, f".{name}.lock"), "w") as lockf:
             fcntl.flock(lockf, fcntl.LOCK_EX)
-            with liblxc.Container(BASE_NAME, lxcpath) as base:
+            with liblxc.Container(name, lxcpath) as base:
                 if not base.is_defined():
-                    msg = f"building the base container {BASE_NAME} in {lxcpath} (once)"
+                    msg = f"building the base container {name} in {lxcpath} (once)"
                     log.info(msg)
                     if progress:
                         print(f"lxactors: {msg}...", flush=True)
+                    # liblxc runs the template inside the namespace: the
+                    # rootfs comes out owned by the mapped ids.
+                    for key, value in idmap.config if idmap else ():
+                        base.set_config_item(key, value)
                     base.create(template)
                 shell_on_tty1(base)
                 # One tty is all lxactors reads; the template's five would cost
@@ -66,12 +90,12 @@ def ensure_base(path: str | None, template: str = "busybox",
                 if base.get_config_item("lxc.tty.max") != "1":
                     base.set_config_item("lxc.tty.max", "1")
                     base.save_config()
-        _ready.add(lxcpath)
+        _ready.add((lxcpath, name))
         return lxcpath
 
 
-def ephemeral_clone(name: str, path: str | None) -> liblxc.Container:
-    """An overlay snapshot of the base, named *name*."""
-    lxcpath = ensure_base(path)
-    with liblxc.Container(BASE_NAME, lxcpath) as base:
+def ephemeral_clone(name: str, path: str | None, idmap: IdMap | None = None) -> liblxc.Container:
+    """An overlay snapshot of the base for *idmap*, named *name*."""
+    lxcpath = ensure_base(path, idmap)
+    with liblxc.Container(base_name(idmap), lxcpath) as base:
         return base.clone(name, flags=liblxc.CLONE_SNAPSHOT, bdevtype="overlay")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from lxactors._errors import LxcError
 
-__all__ = ["DirSpec", "FileSpec", "CopySpec", "ChrootSpec", "parse_chroot", "apply_chroot",
-           "rootfs_dir"]
+__all__ = ["DirSpec", "FileSpec", "CopySpec", "ChrootSpec", "Owner", "parse_chroot",
+           "apply_chroot", "rootfs_dir"]
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Largest file content accepted in a spec (they are meant for small files).
@@ -153,18 +153,29 @@ def rootfs_dir(rootfs_path: str) -> str:
     raise ValueError(f"chroot specs need a dir or overlay rootfs, not {rootfs_path!r}")
 
 
+#: (uid, gid) on the host of what chroot specs make (None: the caller's):
+#: root of a user-namespaced container, or files it sees owned by nobody.
+Owner = tuple[int, int] | None
+
+
+def _mkdir(part: str, mode: int, parent: int, owner: Owner) -> None:
+    try:
+        os.mkdir(part, mode, dir_fd=parent)
+    except FileExistsError:
+        return
+    if owner is not None:
+        os.chown(part, *owner, dir_fd=parent, follow_symlinks=False)
+
+
 @contextmanager
-def _walk(rootfd: int, parts: tuple[str, ...], create: bool,
+def _walk(rootfd: int, parts: tuple[str, ...], create: bool, owner: Owner = None,
           mode: int = 0o755) -> Iterator[int]:
     """Yield an fd for the directory *parts* under *rootfd*, never leaving it."""
     fd = os.dup(rootfd)
     try:
         for part in parts:
             if create:
-                try:
-                    os.mkdir(part, mode, dir_fd=fd)
-                except FileExistsError:
-                    pass
+                _mkdir(part, mode, fd, owner)
             nfd = os.open(part, _O_DIR, dir_fd=fd)
             os.close(fd)
             fd = nfd
@@ -173,8 +184,9 @@ def _walk(rootfd: int, parts: tuple[str, ...], create: bool,
         os.close(fd)
 
 
-def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None) -> None:
-    with _walk(rootfd, parts[:-1], create=True) as parent:
+def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None,
+           owner: Owner) -> None:
+    with _walk(rootfd, parts[:-1], create=True, owner=owner) as parent:
         tmp = f".{parts[-1]}.lxactors-{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=parent)
@@ -183,6 +195,8 @@ def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None) -
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
+                if owner is not None:
+                    os.fchown(fd, *owner)
                 os.fchmod(fd, 0o644 if mode is None else mode)
             finally:
                 os.close(fd)
@@ -195,8 +209,12 @@ def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None) -
             raise
 
 
-def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec]) -> None:
-    """Make *specs* inside the directory *rootfs*; raise LxcError naming the spec."""
+def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec],
+                 owner: Owner = None) -> None:
+    """Make *specs* inside the directory *rootfs*; raise LxcError naming the spec.
+
+    What is made is owned by *owner* (directories that were there keep theirs).
+    """
     try:
         rootfd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
@@ -207,18 +225,15 @@ def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec]) -> No
             try:
                 if isinstance(spec, DirSpec):
                     mode = 0o755 if spec.mode is None else spec.mode
-                    with _walk(rootfd, spec.path[:-1], create=True) as parent:
-                        try:
-                            os.mkdir(spec.path[-1], mode, dir_fd=parent)
-                        except FileExistsError:
-                            pass
+                    with _walk(rootfd, spec.path[:-1], create=True, owner=owner) as parent:
+                        _mkdir(spec.path[-1], mode, parent, owner)
                         fd = os.open(spec.path[-1], _O_DIR, dir_fd=parent)
                         try:
                             os.fchmod(fd, mode)
                         finally:
                             os.close(fd)
                 elif isinstance(spec, FileSpec):
-                    _write(rootfd, spec.path, spec.content, spec.mode)
+                    _write(rootfd, spec.path, spec.content, spec.mode, owner)
                 else:
                     # O_NONBLOCK: opening a FIFO (or a tty) must not hang; the
                     # regular-file check below refuses it.
@@ -234,7 +249,7 @@ def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec]) -> No
                     if len(data) > MAX_CONTENT:
                         raise ValueError(f"copy source {spec.source} is over {MAX_CONTENT} bytes")
                     mode = spec.mode if spec.mode is not None else st.st_mode & 0o7777
-                    _write(rootfd, spec.path, data, mode)
+                    _write(rootfd, spec.path, data, mode, owner)
             except OSError as exc:
                 in_the_way = exc.errno in (errno.ELOOP, errno.ENOTDIR)
                 reason = "a symlink or non-directory is in the way" if in_the_way else exc.strerror

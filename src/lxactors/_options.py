@@ -12,6 +12,7 @@ from typing import Any, Literal
 from lxactors import _validate as v
 from lxactors._chroot import ChrootSpec, parse_chroot
 from lxactors._console import DEFAULT_WINDOW
+from lxactors._userns import IdMap, resolve_userns
 
 __all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name", "TYPES", "Type"]
 
@@ -49,6 +50,9 @@ class SpawnOptions:
     exec: tuple[str, ...] = ()
     console: bool | int = True
     timeout: float = 60.0
+    #: The user namespace's id mapping (None: none).  parse_options fills
+    #: it in: unnamed containers get root's range unless told otherwise.
+    userns: IdMap | None = None
 
     @property
     def console_tty(self) -> int | None:
@@ -179,4 +183,20 @@ def parse_options(name: object, options: Mapping[str, Any]) -> tuple[str, bool, 
         o.pop("exec", None)
     if "timeout" in o:
         o["timeout"] = v.check_timeout(o["timeout"])
+    o["userns"] = _userns(o, named)
     return name, named, SpawnOptions(**o)
+
+
+def _userns(o: dict[str, Any], named: bool) -> IdMap | None:
+    """The ``userns`` option resolved: on by default for unnamed containers.
+
+    ``lxc.idmap`` items in ``config`` are the user's own mapping: they turn
+    the default off, and clash with an explicit ``userns``.
+    """
+    own_map = any(step[0] == "set" and step[1] == "lxc.idmap" for step in o.get("config", ()))
+    if "userns" not in o:
+        return None if named or own_map else resolve_userns(True)
+    if own_map and o["userns"] not in (None, False):
+        raise ValueError("give the id mapping either as userns or as lxc.idmap config items, "
+                         "not both")
+    return resolve_userns(o["userns"])

@@ -1,0 +1,234 @@
+"""The ``userns`` spawn option: root in the container is an unprivileged uid on the host.
+
+A container started with ``lxc.idmap = u 0 START COUNT`` (and the same for
+``g``) runs in a user namespace: its uid 0 is host uid START, and a kernel
+bug that lets root out of the container lands as a nobody.  liblxc writes
+the mapping with newuidmap/newgidmap, which only allow ranges delegated to
+root in ``/etc/subuid`` and ``/etc/subgid``; ``userns=True`` takes root's
+range from there and delegates one if root has none.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["IdMap", "resolve_userns", "default_idmap", "check_delegated", "idmap_of",
+           "unreachable_dir", "SUBUID", "SUBGID", "DEFAULT_COUNT", "DEFAULT_START"]
+
+SUBUID = "/etc/subuid"
+SUBGID = "/etc/subgid"
+#: shadow's lckpwdf(3) lock, so useradd and we never write the files at once.
+PWD_LOCK = "/etc/.pwd.lock"
+#: 65536 ids: every uid and gid a distribution's userland uses (nobody is 65534).
+DEFAULT_COUNT = 65536
+#: Where a range delegated by lxactors starts at the earliest (the usual first
+#: range useradd hands out, below which system and login users live).
+DEFAULT_START = 100000
+_MAX_ID = 2**32 - 1  # (uid_t)-1 is "no id"
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """Container uids and gids 0..count-1 are host ids uid.. and gid..."""
+
+    uid: int
+    gid: int
+    count: int
+
+    def __post_init__(self) -> None:
+        for what, n in (("uid", self.uid), ("gid", self.gid), ("count", self.count)):
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise TypeError(f"userns {what} must be an int, not {type(n).__name__}")
+        if self.count < 1:
+            raise ValueError(f"userns range must hold at least one id, not {self.count}")
+        for what, start in (("uid", self.uid), ("gid", self.gid)):
+            if start < 1:
+                raise ValueError(f"userns {what} range must not include the host's root "
+                                 f"(it starts at {start}); that would map root to root")
+            if start + self.count > _MAX_ID:
+                raise ValueError(f"userns {what} range {start}+{self.count} passes the largest id")
+
+    @property
+    def config(self) -> list[tuple[str, str]]:
+        """The ``lxc.idmap`` items that run a container in this mapping."""
+        return [("lxc.idmap", f"u 0 {self.uid} {self.count}"),
+                ("lxc.idmap", f"g 0 {self.gid} {self.count}")]
+
+    @property
+    def tag(self) -> str:
+        """A short name for the mapping (the cached base's name ends with it)."""
+        if self.uid == self.gid:
+            return f"{self.uid}-{self.count}"
+        return f"{self.uid}-{self.gid}-{self.count}"
+
+    def host_uid(self, uid: int) -> int:
+        """The host uid of container uid *uid*."""
+        if not 0 <= uid < self.count:
+            raise ValueError(f"uid {uid} is outside the container's {self.count} mapped ids")
+        return self.uid + uid
+
+    def host_gid(self, gid: int) -> int:
+        if not 0 <= gid < self.count:
+            raise ValueError(f"gid {gid} is outside the container's {self.count} mapped ids")
+        return self.gid + gid
+
+
+def _read_ranges(path: str) -> list[tuple[str, int, int]]:
+    """(owner, start, count) of every well-formed line of a subid file."""
+    out = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            continue
+        out.append((parts[0], int(parts[1]), int(parts[2])))
+    return out
+
+
+def _root_ranges(path: str) -> list[tuple[int, int]]:
+    return [(s, n) for owner, s, n in _read_ranges(path) if owner in ("root", "0")]
+
+
+def _covers(ranges: Iterable[tuple[int, int]], start: int, count: int) -> bool:
+    return any(s <= start and start + count <= s + n for s, n in ranges)
+
+
+def _first_free(taken: list[tuple[int, int]], count: int) -> int:
+    """The lowest start from DEFAULT_START whose *count* ids overlap no range."""
+    start = DEFAULT_START
+    while True:
+        ends = [s + n for s, n in taken if start < s + n and s < start + count]
+        if not ends:
+            return start
+        start = max(ends)
+
+
+def _append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        if os.fstat(fd).st_size:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def default_idmap(subuid: str = SUBUID, subgid: str = SUBGID,
+                  lock: str = PWD_LOCK) -> IdMap:
+    """Root's first delegated range of at least 65536 ids; delegated now if absent."""
+    with open(lock, "a") as lockf:
+        fcntl.lockf(lockf, fcntl.LOCK_EX)
+        uids = [r for r in _root_ranges(subuid) if r[1] >= DEFAULT_COUNT]
+        gids = [r for r in _root_ranges(subgid) if r[1] >= DEFAULT_COUNT]
+        if uids and gids:
+            return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT)
+        # One fresh range, free in both files, keeps uid == gid on the host.
+        taken = [(s, n) for f in (subuid, subgid) for _, s, n in _read_ranges(f)]
+        start = _first_free(taken, DEFAULT_COUNT)
+        if not uids:
+            _append(subuid, f"root:{start}:{DEFAULT_COUNT}\n")
+            uids = [(start, DEFAULT_COUNT)]
+        if not gids:
+            _append(subgid, f"root:{start}:{DEFAULT_COUNT}\n")
+            gids = [(start, DEFAULT_COUNT)]
+        return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT)
+
+
+_default: IdMap | None = None
+_default_lock = threading.Lock()
+
+
+def _cached_default() -> IdMap:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = default_idmap()
+        return _default
+
+
+def check_delegated(idmap: IdMap, subuid: str = SUBUID, subgid: str = SUBGID) -> None:
+    """ValueError unless root may map *idmap* (newuidmap would refuse it at start)."""
+    for what, path, start in (("uid", subuid, idmap.uid), ("gid", subgid, idmap.gid)):
+        if not _covers(_root_ranges(path), start, idmap.count):
+            raise ValueError(
+                f"userns {what} range {start}-{start + idmap.count - 1} is not delegated to "
+                f"root in {path}; add the line 'root:{start}:{idmap.count}' there, "
+                f"or pass userns=True for root's own range")
+
+
+def resolve_userns(value: object) -> IdMap | None:
+    """The ``userns`` option as an IdMap (None: no user namespace).
+
+    True takes root's range from /etc/subuid and /etc/subgid; a ``range`` or
+    a ``(start, count)`` pair maps the container's ids 0.. to host ids
+    start.. (the same start for uids and gids); an :class:`IdMap` is used as
+    it is.  Explicit ranges must be delegated to root in both files.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return _cached_default()
+    if isinstance(value, IdMap):
+        idmap = value
+    elif isinstance(value, range):
+        if value.step != 1:
+            raise ValueError(f"userns range must have step 1, not {value.step}")
+        idmap = IdMap(value.start, value.start, len(value))
+    elif isinstance(value, tuple) and len(value) == 2:
+        idmap = IdMap(value[0], value[0], value[1])
+    else:
+        raise TypeError("userns must be True, False, a range such as range(100000, 165536), "
+                        f"a (start, count) pair or an IdMap, not {value!r}")
+    check_delegated(idmap)
+    return idmap
+
+
+def unreachable_dir(path: str, idmap: IdMap) -> str | None:
+    """The first directory on *path* the container's root cannot search, if any.
+
+    liblxc opens the rootfs from inside the namespace, as the mapped root:
+    a private (0700) lxcpath stops it there.
+    """
+    def mine(uid: int, first: int) -> bool:
+        return first <= uid < first + idmap.count
+
+    here = "/"
+    for part in [""] + [p for p in os.path.abspath(path).split("/") if p]:
+        here = os.path.join(here, part)
+        try:
+            st = os.stat(here)
+        except FileNotFoundError:
+            return None  # made later, by us
+        if not (st.st_mode & 0o001 or (mine(st.st_uid, idmap.uid) and st.st_mode & 0o100)
+                or (mine(st.st_gid, idmap.gid) and st.st_mode & 0o010)):
+            return here
+    return None
+
+
+def idmap_of(items: Iterable[str]) -> IdMap | None:
+    """The container's mapping of root, from its ``lxc.idmap`` lines (None: no userns)."""
+    uid = gid = count = None
+    for item in items:
+        parts = item.split()
+        if len(parts) != 4 or parts[1] != "0" or not all(p.isdigit() for p in parts[1:]):
+            continue
+        if parts[0] == "u":
+            uid, count = int(parts[2]), int(parts[3])
+        elif parts[0] == "g":
+            gid = int(parts[2])
+            count = int(parts[3]) if count is None else min(count, int(parts[3]))
+    if uid is None or gid is None or count is None:
+        return None
+    return IdMap(uid, gid, count)
