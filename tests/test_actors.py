@@ -12,6 +12,7 @@ import pytest
 
 import lxactors
 from lxactors import liblxc
+from lxactors._userns import resolve_userns
 from tests.util import read_console_until
 
 
@@ -29,7 +30,8 @@ def test_unnamed_is_temporary_overlay_clone_with_random_name(spawn: Any, lxcpath
     assert lxactors.type(ref) == "temporary"
     h = lxactors.container(ref)
     lower, upper = h.get_config_item("lxc.rootfs.path").split(":")
-    assert lower == os.path.join(lxcpath, "lxactors-base", "rootfs")
+    idmap = resolve_userns(True)
+    assert lower == os.path.join(lxcpath, f"lxactors-base-userns-{idmap.tag}", "rootfs")
     assert upper.startswith(os.path.join(lxcpath, ref.name) + "/")
     assert h.state() == "RUNNING"
     assert ref.name in liblxc.list_active_containers(lxcpath)

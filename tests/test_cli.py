@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from lxactors import liblxc, tcpvm
+from lxactors._userns import resolve_userns
 
 NOBODY = 65534
 
@@ -185,10 +186,12 @@ def test_imc_signal_kills_the_command_and_cleans_up(lxcpath: str, sig: int) -> N
 def test_ls_shows_imc_containers(lxcpath: str) -> None:
     from lxactors import imc
 
-    with imc.spawn(["sleep", "30"], path=lxcpath, uid=4242424) as run:
+    with imc.spawn(["sleep", "30"], path=lxcpath, uid=4242) as run:
         r = lxactors("ls", "--path", lxcpath, check_rc=0)
         run.kill()
-    expected = (rf"^{run.name}\s+RUNNING\s+\d+\s+imc 'sleep 30' as uid 4242424, "
+    # The host's view of the uid: 4242 inside the user namespace.
+    assert run.host_uid == resolve_userns(True).uid + 4242
+    expected = (rf"^{run.name}\s+RUNNING\s+\d+\s+imc 'sleep 30' as uid {run.host_uid}, "
                 rf"owner pid {os.getpid()}$")
     assert re.search(expected, r.stdout, re.M), r.stdout
 
@@ -241,8 +244,9 @@ def test_tcpvm_command_serves_and_stops_cleanly(cli_server: subprocess.Popen[str
     assert "Traceback" not in rest
 
 
-def test_tcpvm_shows_progress_building_the_base(tmp_path: Any) -> None:
-    path = str(tmp_path / "fresh")
+def test_tcpvm_shows_progress_building_the_base(lxcpath: str) -> None:
+    # A fresh lxcpath inside the test one (which the mapped root can reach).
+    path = os.path.join(lxcpath, "fresh")
     proc = subprocess.Popen([sys.executable, "-m", "lxactors", "tcpvm", "--listen",
                              "127.0.0.1:0", "--path", path],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -251,7 +255,8 @@ def test_tcpvm_shows_progress_building_the_base(tmp_path: Any) -> None:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
-        assert f"lxactors: building the base container lxactors-base in {path} (once)" in out
+        base = f"lxactors-base-userns-{resolve_userns(True).tag}"
+        assert f"lxactors: building the base container {base} in {path} (once)" in out
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -259,3 +264,4 @@ def test_tcpvm_shows_progress_building_the_base(tmp_path: Any) -> None:
         for name in liblxc.list_all_containers(path):
             with liblxc.Container(name, path) as c:
                 c.destroy()
+        shutil.rmtree(path, ignore_errors=True)

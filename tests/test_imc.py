@@ -15,6 +15,7 @@ import pykka
 import pytest
 
 from lxactors import LxcError, imc, liblxc
+from tests.util import host_uid, pids_in_pidns_of
 
 
 def _gone(lxcpath: str, name: str) -> bool:
@@ -34,11 +35,31 @@ def test_runs_as_random_unprivileged_user(lxcpath: str) -> None:
     status, out, err = imc.run(["id", "-u"], path=lxcpath)
     assert (status, err) == (0, b"")
     uid = int(out)
-    assert imc.UID_LOW <= uid < imc.UID_HIGH
+    # Inside the user namespace, below nobody (65534).
+    assert imc.NS_UID_LOW <= uid < 65534
     # Each run draws its own uid; groups are only the (random) primary group.
     status, out, _ = imc.run(["sh", "-c", "id -u; id -g; id -G"], path=lxcpath)
     u, g, groups = out.decode().split("\n")[:3]
     assert status == 0 and int(u) != uid and groups == g
+
+
+def test_without_userns_the_random_uid_is_a_host_uid(lxcpath: str) -> None:
+    with imc.spawn(["sh", "-c", "id -u; sleep 30"], path=lxcpath, userns=False) as run:
+        first = run.receive(timeout=30)
+        assert isinstance(first, imc.Stdout)
+        uid = int(first.data)
+        assert imc.UID_LOW <= uid < imc.UID_HIGH and uid == run.host_uid == run.uid
+        # The host sees the command as that uid.
+        assert _host_uids_in(run, lxcpath) == {uid}
+        run.kill()
+
+
+def _host_uids_in(run: imc.Imc, lxcpath: str) -> set[int]:
+    """The real uids, as the host sees them, of the command's processes."""
+    with liblxc.Container(run.name, lxcpath) as h:
+        init = h.init_pid()
+    assert init is not None
+    return {host_uid(pid) for pid in pids_in_pidns_of(init) if pid != init}
 
 
 def test_root_and_system_directories_are_read_only(lxcpath: str) -> None:

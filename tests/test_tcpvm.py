@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from lxactors import liblxc, tcpvm
+from lxactors._userns import resolve_userns
+from tests.util import host_uid, pids_in_pidns_of
 
 HOST = re.compile(rb"host=([A-Za-z0-9-]+)=")
 
@@ -261,3 +263,38 @@ def test_network_config_passes_through(server: Callable[..., Server], lxcpath: s
     s.close()
     wait_for(lambda: not ours(lxcpath), 2.0)
     wait_for(lambda: _ports(bridge) == "", 2.0)
+
+
+def test_client_is_root_inside_and_a_mapped_uid_on_the_host(server: Callable[..., Server],
+                                                            lxcpath: str) -> None:
+    idmap = resolve_userns(True)
+    s = server().connect()
+    s.sendall(b"\necho ids=$(id -u)=$(id -g)=$$=host=$(hostname)=\n")
+    m = re.search(rb"ids=(\d+)=(\d+)=(\d+)=host=([A-Za-z0-9-]+)=", read_until(s, HOST))
+    assert m is not None
+    uid, gid, shell_pid, name = int(m[1]), int(m[2]), int(m[3]), m[4].decode()
+    assert (uid, gid) == (0, 0)
+    # The host's view of that very shell (found by its pid inside: NSpid).
+    with liblxc.Container(name, lxcpath) as c:
+        init = c.init_pid()
+    assert init is not None
+    shells = [p for p in pids_in_pidns_of(init) if _pid_inside(p) == shell_pid]
+    assert len(shells) == 1
+    assert host_uid(shells[0]) == idmap.uid != 0
+
+
+def test_userns_false_gives_the_client_the_hosts_root(server: Callable[..., Server],
+                                                      lxcpath: str) -> None:
+    s = server(userns=False).connect()
+    name = hostname_of(s)
+    with liblxc.Container(name, lxcpath) as c:
+        init = c.init_pid()
+    assert init is not None and host_uid(init) == 0
+
+
+def _pid_inside(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    raise AssertionError(f"no NSpid for {pid}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from collections.abc import Callable
@@ -50,3 +51,28 @@ def remove_container(name: str, lxcpath: str) -> None:
                 c.destroy()
     except lxactors.LxcError:
         pass
+
+
+def host_uid(pid: int) -> int:
+    """The real uid of *pid* as the host sees it (from /proc/PID/status)."""
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                real, effective, saved, fs = (int(x) for x in line.split()[1:])
+                assert real == effective == saved == fs, line
+                return real
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+def pids_in_pidns_of(pid: int) -> list[int]:
+    """The host pids of every process in *pid*'s pid namespace."""
+    ns = os.readlink(f"/proc/{pid}/ns/pid")
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    found.append(int(entry))
+            except OSError:
+                pass  # gone meanwhile
+    return found

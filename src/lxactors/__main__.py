@@ -121,6 +121,8 @@ def _tcpvm(args: argparse.Namespace) -> int:
     if args.template:
         _check_template(args.template)
         options["create"] = {"template": args.template}
+    if args.no_userns:
+        options["userns"] = False
     try:
         server = tcpvm.TcpVm(listen, args.max_clients, options)
     except (TypeError, ValueError) as exc:
@@ -140,7 +142,7 @@ def _tcpvm(args: argparse.Namespace) -> int:
             if not args.template:
                 # Unnamed containers are clones of a cached base: build it now,
                 # not when the first client is waiting.
-                _base.ensure_base(options.get("path"), progress=True)
+                _base.ensure_base(options.get("path"), server.userns, progress=True)
             host, port = server.address
             _say(f"tcpvm listening on {tcpvm.format_address(server.address)} "
                  f"(at most {args.max_clients} clients); try: nc {host} {port}")
@@ -214,7 +216,8 @@ def _imc(args: argparse.Namespace) -> int:
                 cmd, path=args.path, uid=args.uid, gid=args.gid, env=dict(args.env),
                 cwd=args.cwd, input=data, timeout=args.timeout, binds=binds,
                 tmpfs_size=args.tmpfs_size, bridge=args.bridge, address=args.address,
-                gateway=args.gateway, config=list(args.config), hostname=args.hostname)
+                gateway=args.gateway, config=list(args.config), hostname=args.hostname,
+                userns=not args.no_userns)
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         running.append(run)
@@ -248,6 +251,8 @@ def _describe(path: str, name: str) -> str:
 
     if name == BASE_NAME:
         return "lxactors base (unnamed containers are overlay clones of it)"
+    if name.startswith(BASE_NAME + "-userns-"):
+        return "lxactors base for user-namespaced clones (ids " + name.rsplit("-userns-")[1] + ")"
     try:
         with open(os.path.join(path, name, "lxactors.json"), encoding="utf-8") as f:
             marker = json.load(f)
@@ -327,6 +332,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="create each container with this template "
                    "(default: overlay clones of a cached busybox base)")
     p.add_argument("--path", help="lxcpath (default: liblxc's)")
+    p.add_argument("--no-userns", action="store_true",
+                   help="give clients the host's root, not a user namespace's (see the "
+                   "README's security section first)")
     p.set_defaults(func=_tcpvm)
 
     p = sub.add_parser("imc", help="run a command in an immutable container",
@@ -337,6 +345,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--path", help="lxcpath (default: liblxc's)")
     p.add_argument("--uid", type=int, help="run as this uid (default: random)")
     p.add_argument("--gid", type=int, help="run as this gid (default: the uid)")
+    p.add_argument("--no-userns", action="store_true",
+                   help="no user namespace: --uid is then a host uid")
     p.add_argument("--env", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
                    help="add to the command's environment")
     p.add_argument("--cwd", help="working directory (default: the tmpfs home)")

@@ -6,9 +6,11 @@ read-only; the host's ``/bin /lib /lib64 /usr /sbin /etc/alternatives`` (those
 that exist) are bind-mounted read-only, nosuid and nodev; ``/tmp`` and the
 home directory are tmpfs; ``/dev`` holds only the usual character devices
 (and a device cgroup denies the rest); every capability is dropped.  The
-command runs as a random unprivileged uid/gid with no supplementary groups
-and ``no_new_privs``.  When it ends the container is destroyed and its root
-directory removed: nothing is left behind.
+container runs in a user namespace (``userns=False`` turns it off), so even
+its root is an unprivileged uid on the host.  The command runs as a random
+unprivileged uid/gid with no supplementary groups and ``no_new_privs``.
+When it ends the container is destroyed and its root directory removed:
+nothing is left behind.
 
 Where erlxc discarded the output, imc delivers it: :class:`Stdout` and
 :class:`Stderr` messages as it comes (flow controlled), then one
@@ -41,6 +43,7 @@ from lxactors._api import default_lxcpath
 from lxactors._errors import LxcError, LxcTimeoutError
 from lxactors._options import random_name
 from lxactors._owner import Mailbox, Owner, as_owner
+from lxactors._userns import IdMap, resolve_userns
 
 __all__ = [
     "DEFAULT_BINDS",
@@ -71,8 +74,11 @@ ALLOWED_DEVICES: tuple[str, ...] = (
 USER = "imc"
 HOME = f"/home/{USER}"
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-#: Random uids/gids are drawn from [UID_LOW, UID_HIGH).
+#: Random uids/gids are drawn from [UID_LOW, UID_HIGH) (without a user
+#: namespace), or from [NS_UID_LOW, the mapped count - 2) (with one: below
+#: nobody, 65534, which holds every unmapped id).
 UID_LOW, UID_HIGH = 200_000, 2_000_000_000
+NS_UID_LOW = 1000
 #: Marker file in the container directory, read by ``lxactors ls``.
 MARKER = "lxactors.json"
 DEFAULT_WINDOW = 64 * 1024
@@ -192,12 +198,30 @@ class _Plan:
     init: list[str]
     config: list[tuple[str, str] | str]
     chroot: dict[str, list[Any]]
+    userns: IdMap | None
+
+
+def _ids(uid: int | None, gid: int | None, idmap: IdMap | None) -> tuple[int, int]:
+    """The command's uid and gid: random and unprivileged unless given."""
+    low, high = (UID_LOW, UID_HIGH) if idmap is None else (NS_UID_LOW, idmap.count - 2)
+    if uid is None:
+        if high <= low:
+            raise ValueError(f"userns maps {idmap and idmap.count} ids: too few to draw an "
+                             f"unprivileged uid from; give uid=")
+        uid = secrets.randbelow(high - low) + low
+    gid = uid if gid is None else gid
+    top = 2**32 - 1 if idmap is None else idmap.count
+    for what, n in (("uid", uid), ("gid", gid)):
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < top:
+            where = "" if idmap is None else f" inside the {idmap.count} ids userns maps"
+            raise ValueError(f"{what} must be a positive int (not root){where}, not {n!r}")
+    return uid, gid
 
 
 def _plan(cmd: Sequence[str], *, path: str | None, uid: int | None, gid: int | None,
           env: Mapping[str, str] | None, binds: Sequence[str], tmpfs_size: str,
           bridge: str | None, address: str | None, gateway: str | None,
-          config: Sequence[tuple[str, str]], hostname: str | None) -> _Plan:
+          config: Sequence[tuple[str, str]], hostname: str | None, userns: object) -> _Plan:
     if isinstance(cmd, (str, bytes)) or not isinstance(cmd, Sequence) or not cmd:
         raise TypeError("cmd must be a non-empty list of str, such as ['id', '-u']")
     argv = [str(a) if isinstance(a, os.PathLike) else a for a in cmd]
@@ -205,11 +229,8 @@ def _plan(cmd: Sequence[str], *, path: str | None, uid: int | None, gid: int | N
         raise TypeError("cmd must be a list of str without NUL")
     if "=" in argv[0]:
         raise ValueError(f"the program name must not contain '=': {argv[0]!r}")
-    uid = secrets.randbelow(UID_HIGH - UID_LOW) + UID_LOW if uid is None else uid
-    gid = uid if gid is None else gid
-    for what, n in (("uid", uid), ("gid", gid)):
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < 2**32 - 1:
-            raise ValueError(f"{what} must be a positive int (not root), not {n!r}")
+    idmap = resolve_userns(userns)
+    uid, gid = _ids(uid, gid, idmap)
     size = _size(tmpfs_size)
     lxcpath = os.path.abspath(path) if path else default_lxcpath()
     rel_binds = [_check_host_dir(b) for b in binds]
@@ -275,7 +296,7 @@ def _plan(cmd: Sequence[str], *, path: str | None, uid: int | None, gid: int | N
         ("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
     ]
     return _Plan(name, lxcpath, uid, gid, argv, full, [sleep, "2147483647"], cfg,
-                 {"dir": dirs, "file": files})
+                 {"dir": dirs, "file": files}, idmap)
 
 
 def _mounted_under(path: str) -> bool:
@@ -309,6 +330,9 @@ class Imc:
         self.path = plan.lxcpath
         self.uid = plan.uid
         self.gid = plan.gid
+        #: The command's uid and gid as the host sees them.
+        self.host_uid = plan.uid if plan.userns is None else plan.userns.host_uid(plan.uid)
+        self.host_gid = plan.gid if plan.userns is None else plan.userns.host_gid(plan.gid)
         self.command = plan.command
         self.owner = owner
         self._private = private
@@ -466,13 +490,14 @@ class Imc:
         try:
             os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
             marker = {"by": "lxactors", "kind": "imc", "pid": os.getpid(),
-                      "uid": plan.uid, "command": plan.command, "since": time.time()}
+                      "uid": self.host_uid, "command": plan.command, "since": time.time()}
             with open(os.path.join(self.container_dir, MARKER), "w", encoding="utf-8") as f:
                 json.dump(marker, f)
             self._ref = lxactors.spawn(
                 plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
                 config=plan.config, create={"template": None}, chroot=plan.chroot,
-                start={"argv": plan.init}, console=False, timeout=boot_timeout)
+                start={"argv": plan.init}, console=False, timeout=boot_timeout,
+                userns=plan.userns or False)
         except BaseException:
             _remove_dir(self.container_dir)
             raise
@@ -552,7 +577,8 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
           binds: Sequence[str] = DEFAULT_BINDS, tmpfs_size: str = "64m",
           bridge: str | None = None, address: str | None = None, gateway: str | None = None,
           config: Sequence[tuple[str, str]] = (), hostname: str | None = None,
-          window: int = DEFAULT_WINDOW, boot_timeout: float = 60.0) -> Imc:
+          window: int = DEFAULT_WINDOW, boot_timeout: float = 60.0,
+          userns: object = True) -> Imc:
     """Start *cmd* in a new immutable container; return at once.
 
     The owner (a pykka ``ActorRef``, an :class:`lxactors.Mailbox`, or None
@@ -565,7 +591,10 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
     seconds the command is killed.  *binds*: host directories bind-mounted
     read-only.  *bridge*/*address*/*gateway*: a veth on that bridge with
     that IPv4 address (CIDR); without, the container has loopback only.
-    *config*: more ``(key, value)`` liblxc config items.
+    *config*: more ``(key, value)`` liblxc config items.  *userns*: as
+    :func:`lxactors.spawn`'s (True: root's range; False: no user namespace,
+    the command's uid is then a host uid).  *uid* and *gid* are the ids
+    inside; :attr:`Imc.host_uid` is what the host sees.
     """
     if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
         raise TypeError("input must be bytes")
@@ -575,7 +604,7 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
         raise ValueError(f"window must be a positive int, not {window!r}")
     plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
                  tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
-                 config=config, hostname=hostname)
+                 config=config, hostname=hostname, userns=userns)
     private = owner is None
     who: Owner = Mailbox() if owner is None else as_owner(owner)
     imc = Imc(plan, who, private, window)

@@ -38,7 +38,9 @@ from types import TracebackType
 from typing import Any
 
 import lxactors
+from lxactors._api import default_lxcpath
 from lxactors._options import parse_options
+from lxactors._userns import unreachable_dir
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -219,7 +221,9 @@ class TcpVm:
     :meth:`bind` (or ``with``) opens the socket; :meth:`serve_forever`
     accepts until :meth:`shutdown`; :meth:`close` exits every container.
     *spawn_options* go to :func:`lxactors.spawn` for every client (``path``,
-    ``config``, ``create``...).
+    ``config``, ``create``...).  Each client's root shell runs in a user
+    namespace unless they say ``userns=False``: see the README's security
+    section before turning it off.
     """
 
     def __init__(self, listen: Address = DEFAULT_LISTEN, max_clients: int = DEFAULT_MAX_CLIENTS,
@@ -230,8 +234,16 @@ class TcpVm:
         for bad in ("name", "owner"):
             if bad in options:
                 raise ValueError(f"spawn_options must not set {bad!r}: each client gets its own")
-        # Check the options now, not once per client.
-        parse_options("", options)
+        # Check the options now, not once per client; the user namespace
+        # (on unless spawn_options say userns=False) is resolved once too.
+        self.userns = parse_options("", options)[2].userns
+        options["userns"] = self.userns or False
+        if self.userns is not None:
+            path = options.get("path") or default_lxcpath()
+            blocked = unreachable_dir(path, self.userns)
+            if blocked is not None:
+                raise ValueError(f"lxcpath {path}: {blocked} is closed to the containers' root "
+                                 f"(host uid {self.userns.uid}); chmod o+x {blocked}")
         self.listen = listen
         self.max_clients = max_clients
         self.spawn_options = options
