@@ -127,13 +127,13 @@ def hcpu():
     with open(f"/proc/{{helper().pid}}/stat") as f:
         x = f.read().rsplit(")", 1)[1].split()
     return [int(x[i]) / tck for i in (11, 12, 13, 14)]
-with lx.spawn("", path=P):
+with lx.spawn("", userns=False, path=P):
     pass
 time.sleep(0.3)
 jobs, per = int(sys.argv[1]), int(sys.argv[2])
 def job():
     for _ in range(per):
-        lx.exit(lx.spawn("", path=P), "kill")
+        lx.exit(lx.spawn("", userns=False, path=P), "kill")
 r0 = resource.getrusage(resource.RUSAGE_SELF); h0 = hcpu(); t0 = time.perf_counter()
 ts = [threading.Thread(target=job) for _ in range(jobs)]
 [t.start() for t in ts]; [t.join() for t in ts]
@@ -254,7 +254,7 @@ def exp_actor(path: str) -> tuple[str, Rows]:
     import lxactors as lx
     from lxactors import liblxc
 
-    ref = lx.spawn("", path=path)
+    ref = lx.spawn("", userns=False, path=path)
     try:
         h = liblxc.Container(ref.name, path)
         proxy = ref.actor.proxy()
@@ -371,7 +371,7 @@ def exp_console(path: str, mb: int) -> tuple[str, Rows]:
 
     counter = Counter.start()
     px: Any = counter.proxy()
-    ref = lx.spawn("", path=path, owner=counter)
+    ref = lx.spawn("", userns=False, path=path, owner=counter)
     results: dict[str, list[tuple[float, float]]] = {}
     variants = ("as is", "light ack", "drain up to 16 KiB", "drain + light ack")
     try:

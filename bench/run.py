@@ -45,8 +45,10 @@ ALIASES = {"c": "raw C", "raw": "raw C", "py": "python3-lxc", "pylxc": "python3-
            "cmd": "lxc-* commands", "commands": "lxc-* commands", "lx": "lxactors"}
 #: lxactors with the bench-side select -> poll shim (see _worker._install_poll_shim)
 POLL_SHIM = "lxactors + poll shim"
-WORKLOADS = ("spawn", "calls", "churn", "density", "console", "profile")
-LXACTORS_ONLY = ("churn", "console", "profile")
+WORKLOADS = ("spawn", "userns", "calls", "churn", "density", "console", "profile")
+LXACTORS_ONLY = ("userns", "churn", "console", "profile")
+#: The two arms of the userns workload.
+USERNS_ARMS = {"without userns": False, "with userns": True}
 QUICK = {"spawn": 16, "rounds": 2, "churn": 50, "density": [10, 30], "console_mb": 20,
          "repeats": 2, "calls": 20000, "actor_calls": 2000, "profile": 10}
 FULL = {"spawn": 200, "rounds": 5, "churn": 1000, "density": [100, 300, 500],
@@ -180,6 +182,22 @@ class Bench:
                     cycles[s] += self.spawn_block(s, j, per_job)
             out[mode] = {"jobs": j, "systems": {s: summarize_cycles(c, j)
                                                 for s, c in cycles.items()}}
+        return out
+
+    def userns(self, total: int, rounds: int, jobs: int) -> dict[str, Any]:
+        """lxactors' spawn cycles with and without a user namespace, interleaved."""
+        out: dict[str, Any] = {}
+        for mode, j in (("sequential", 1), (f"{jobs} concurrent", jobs)):
+            per_job = max(1, total // rounds // j)
+            cycles: dict[str, list[dict[str, float]]] = {arm: [] for arm in USERNS_ARMS}
+            for r in range(rounds):
+                for arm, on in USERNS_ARMS.items():
+                    say(f"userns {mode}: {arm}, round {r + 1}/{rounds} ({per_job * j} cycles)")
+                    cycles[arm] += self.worker("lx_spawn", jobs=j, per_job=per_job,
+                                               userns=on)["cycles"]
+                    self.collect_cgroups(f"lxactors {arm}")
+            out[mode] = {"jobs": j, "systems": {arm: summarize_cycles(c, j)
+                                                for arm, c in cycles.items()}}
         return out
 
     # -- calls -----------------------------------------------------------
@@ -430,6 +448,7 @@ def main() -> int:
     ensure_extras()
     tmp = tempfile.mkdtemp(prefix="lxbench-build-")
     path = tempfile.mkdtemp(prefix="lxbench-", dir="/var/tmp")
+    os.chmod(path, 0o711)  # reachable by the mapped root of user-namespaced containers
     results: dict[str, Any] = {"machine": machine(), "sizes": size, "workloads": only,
                                "systems": systems}
     bench = Bench(path, build_raw_c(tmp))
@@ -441,6 +460,7 @@ def main() -> int:
         results["setup"] = bench.worker("setup")
         steps = {
             "spawn": lambda: bench.spawn(systems, size["spawn"], size["rounds"], args.jobs),
+            "userns": lambda: bench.userns(size["spawn"], size["rounds"], args.jobs),
             "calls": lambda: bench.calls(systems, size["calls"], size["actor_calls"]),
             "churn": lambda: bench.churn(size["churn"], args.jobs),
             "density": lambda: bench.density(size["density"], args.jobs, systems),

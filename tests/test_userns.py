@@ -304,3 +304,34 @@ def test_an_existing_container_is_not_remapped(spawn: Any, lxcpath: str,
     # Refused, it is left as it was: running, same init, no idmap.
     assert c.is_running() and c.init_pid() == pid
     assert c.get_config_item("lxc.idmap") == ""
+
+
+def _id_map_writes(ref: lxactors.ContainerRef) -> list[str]:
+    return [ln.rsplit(" - ", 1)[-1] for ln in lxactors.container(ref).log_lines_since(0)
+            if "lxc_map_ids" in ln and "rote mapping" in ln]
+
+
+def test_id_maps_are_written_without_newuidmap(spawn: Any) -> None:
+    """liblxc would exec newuidmap and newgidmap per start (a sixth of a spawn)."""
+    idmap = resolve_userns(True)
+    ref = spawn(verbose=5)  # TRACE: liblxc logs how it wrote the maps
+    assert host_uid(_init_pid(ref)) == idmap.uid
+    writes = _id_map_writes(ref)
+    assert f'Wrote mapping "0 {idmap.uid} {idmap.count}' in writes, writes
+    assert not any("newuidmap" in w or "newgidmap" in w for w in writes), writes
+
+
+def test_hooks_keep_their_path_and_newuidmap(spawn: Any, lxcpath: str) -> None:
+    idmap = resolve_userns(True)
+    mark = os.path.join(lxcpath, f"hook-ran-{os.getpid()}")
+    # The hook finds `touch` on PATH (/usr/bin, where newuidmap lives too).
+    ref = spawn(verbose=5, config=[("lxc.hook.pre-start", f"/bin/sh -c 'touch {mark}'")])
+    try:
+        assert os.path.exists(mark)
+        writes = _id_map_writes(ref)
+        assert f'newuidmap wrote mapping "newuidmap {_init_pid(ref)} 0 {idmap.uid} ' \
+            f'{idmap.count}"' in writes, writes
+        assert host_uid(_init_pid(ref)) == idmap.uid
+    finally:
+        if os.path.exists(mark):
+            os.unlink(mark)
