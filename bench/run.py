@@ -321,16 +321,16 @@ class Bench:
         left: dict[str, Any] = {}
         ls = subprocess.run(["lxc-ls", "-1", "-P", self.path], capture_output=True, text=True)
         names = [n for n in ls.stdout.split() if n]
-        stray = [n for n in names if n != "lxactors-base"]
+        bases = [n for n in names if n == "lxactors-base" or n.startswith("lxactors-base-userns-")]
+        stray = [n for n in names if n not in bases]
         if stray:
             left["containers"] = stray
         for n in stray:
             subprocess.run(["lxc-stop", "-k", "-n", n, "-P", self.path], capture_output=True)
             if os.path.isdir(os.path.join(self.path, n)):
                 subprocess.run(["lxc-destroy", "-n", n, "-P", self.path], capture_output=True)
-        if "lxactors-base" in names:
-            subprocess.run(["lxc-destroy", "-n", "lxactors-base", "-P", self.path],
-                           capture_output=True)
+        for n in bases:
+            subprocess.run(["lxc-destroy", "-n", n, "-P", self.path], capture_output=True)
         for pid in cm.monitor_pids(self.path):  # only if a stop above failed
             left.setdefault("monitors", []).append(pid)
             os.kill(pid, signal.SIGKILL)
