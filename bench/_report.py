@@ -25,6 +25,13 @@ def table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def cycle_row(label: str, r: dict[str, Any], ratio: str) -> list[str]:
+    """A table row of spawn-cycle timings (see _worker: running, ready, gone)."""
+    return [label, f(r["running"]["p50"]), f(r["running"]["p90"]), f(r["ready"]["p50"]),
+            f(r["ready"]["p90"]), ratio, f(r["gone"]["p50"]), f(r["gone"]["p90"]),
+            f(r["cycles_per_s"]), str(r["ready"]["n"])]
+
+
 def spawn_tables(res: dict[str, Any]) -> str:
     out = []
     for mode, m in res["spawn"].items():
@@ -36,11 +43,7 @@ def spawn_tables(res: dict[str, Any]) -> str:
             if c:
                 ratio = (f"{r['ready']['p50'] / c['ready']['p50']:.2f}x / "
                          f"{r['ready']['p90'] / c['ready']['p90']:.2f}x")
-            rows.append([f"**{s}**" if s == "lxactors" else s,
-                         f(r["running"]["p50"]), f(r["running"]["p90"]),
-                         f(r["ready"]["p50"]), f(r["ready"]["p90"]), ratio,
-                         f(r["gone"]["p50"]), f(r["gone"]["p90"]), f(r["cycles_per_s"]),
-                         str(r["ready"]["n"])])
+            rows.append(cycle_row(f"**{s}**" if s == "lxactors" else s, r, ratio))
         out.append(f"**Ephemeral spawn, {mode}** (ms; {m['jobs']} spawner"
                    f"{'s' if m['jobs'] > 1 else ''})\n\n" + table(
                        ["system", "→ RUNNING p50", "p90", "→ console answers p50", "p90",
@@ -60,10 +63,7 @@ def userns_table(res: dict[str, Any]) -> str:
             if off:
                 ratio = (f"{r['running']['p50'] / off['running']['p50']:.2f}x / "
                          f"{r['ready']['p50'] / off['ready']['p50']:.2f}x")
-            rows.append([arm, f(r["running"]["p50"]), f(r["running"]["p90"]),
-                         f(r["ready"]["p50"]), f(r["ready"]["p90"]), ratio,
-                         f(r["gone"]["p50"]), f(r["gone"]["p90"]), f(r["cycles_per_s"]),
-                         str(r["ready"]["n"])])
+            rows.append(cycle_row(arm, r, ratio))
         out.append(f"**lxactors spawn with and without a user namespace, {mode}** (ms; "
                    f"{m['jobs']} spawner{'s' if m['jobs'] > 1 else ''})\n\n" + table(
                        ["", "→ RUNNING p50", "p90", "→ console answers p50", "p90",

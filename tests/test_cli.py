@@ -141,6 +141,9 @@ def test_imc_timeout(lxcpath: str) -> None:
 def test_ls_shows_base_and_tcpvm_containers(lxcpath: str) -> None:
     r = lxactors("ls", "--path", lxcpath, check_rc=0)
     assert re.search(r"^lxactors-base\s+STOPPED\s+-\s+lxactors base", r.stdout, re.M), r.stdout
+    tag = resolve_userns(True).tag
+    assert re.search(rf"^lxactors-base-userns-{tag}\s+STOPPED\s+-\s+lxactors base for "
+                     rf"user-namespaced clones \(ids {tag}\)$", r.stdout, re.M), r.stdout
     vm = tcpvm.TcpVm(("127.0.0.1", 0), 4, {"path": lxcpath})
     vm.bind()
     thread = threading.Thread(target=vm.serve_forever, daemon=True)

@@ -11,8 +11,8 @@ range from there and delegates one if root has none.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -146,16 +146,10 @@ def default_idmap(subuid: str = SUBUID, subgid: str = SUBGID,
         return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT)
 
 
-_default: IdMap | None = None
-_default_lock = threading.Lock()
-
-
+@functools.cache
 def _cached_default() -> IdMap:
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = default_idmap()
-        return _default
+    """default_idmap(), read once per process (it only ever adds a range)."""
+    return default_idmap()
 
 
 def check_delegated(idmap: IdMap, subuid: str = SUBUID, subgid: str = SUBGID) -> None:
