@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ import pytest
 
 import lxactors
 from lxactors import liblxc
+from tests.util import wait_for
 
 TYPES = ("temporary", "transient", "permanent")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -138,6 +141,7 @@ def test_owner_interpreter_exit(type_: str, lxcpath: str, named: Any) -> None:
     proc = _owner_process(lxcpath, name, type_, "exit")
     assert proc.wait(30) == 0
     _expect(lxcpath, name, type_)
+    assert not _log_dirs(proc.pid)
 
 
 @pytest.mark.parametrize("type_", TYPES)
@@ -148,6 +152,12 @@ def test_owner_process_sigkilled(type_: str, lxcpath: str, named: Any) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     _expect(lxcpath, name, type_)
+    # Its liblxc log directory (which it could not remove) is removed by its helper.
+    wait_for(lambda: not _log_dirs(proc.pid), what=f"log directories of pid {proc.pid} removed")
+
+
+def _log_dirs(pid: int) -> list[str]:
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"lxactors-{pid}-*"))
 
 
 def test_type_changed_at_run_time_holds_on_sigkill(lxcpath: str, named: Any) -> None:

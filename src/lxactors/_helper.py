@@ -9,7 +9,8 @@ imports only the standard library and the cffi extension, and each request
 runs in a worker forked for it, which exits when done (taking any cgroup
 membership with it).
 
-Run as ``python -I _helper.py FD``: FD is a SOCK_SEQPACKET socket.  Each
+Run as ``python -I _helper.py FD [LOG_DIR]``: FD is a SOCK_SEQPACKET socket;
+LOG_DIR is the user's log directory, removed if the user's process dies.  Each
 request is one pickled ``(op, args)`` message carrying, by SCM_RIGHTS, a reply
 pipe and any fds the op needs.  The worker writes length-prefixed pickled
 frames to the reply pipe: ``("ok", value)`` or ``("err", kind, message, log)``;
@@ -732,7 +733,30 @@ def apply_policies() -> None:
     REGISTRY.clear()
 
 
-def serve(sock: socket.socket) -> None:
+def remove_log_dir(log_dir: str | None, owner_pidfd: int) -> None:
+    """Remove the user's log directory once the user's process is gone.
+
+    A process that exits normally removes it itself (atexit); a killed one
+    cannot.  The socket closes a moment before the process is fully gone,
+    and the process may be waiting for this helper to exit: a forked child
+    waits on its pidfd instead, and leaves the directory alone if the
+    process lives on (it closed this helper to start another).
+    """
+    if not log_dir or owner_pidfd < 0 or not os.path.basename(log_dir).startswith("lxactors-"):
+        return
+    if os.fork() != 0:
+        return
+    try:
+        r, _, _ = select.select([owner_pidfd], [], [], 10.0)
+        if r:
+            import shutil
+
+            shutil.rmtree(log_dir, ignore_errors=True)
+    finally:
+        os._exit(0)
+
+
+def serve(sock: socket.socket, log_dir: str | None = None, owner_pidfd: int = -1) -> None:
     # Signals sent to the user's process group (^C, a terminal hangup,
     # `timeout`) are not for us: the socket's end of file tells us when the
     # user's process is gone, and the policies must still be applied then.
@@ -760,6 +784,7 @@ def serve(sock: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
             apply_policies()  # the user's process is gone
+            remove_log_dir(log_dir, owner_pidfd)
             return
         if not fds:
             continue  # malformed: no reply pipe
@@ -804,7 +829,13 @@ def main(argv: list[str]) -> int:
     fd = int(argv[1])
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
-    serve(sock)
+    # The user's process (our parent) and its log directory, if given.
+    log_dir = argv[2] if len(argv) > 2 else None
+    try:
+        owner_pidfd = os.pidfd_open(os.getppid())
+    except OSError:
+        owner_pidfd = -1
+    serve(sock, log_dir, owner_pidfd)
     return 0
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lxactors._errlog import log_dir
 from lxactors._errors import HelperError, LxcError, LxcTimeoutError
 
 __all__ = ["Helper", "Reply", "helper", "set_helper_wrapper"]
@@ -91,8 +92,11 @@ class Reply:
 class Helper:
     """A running helper process and the socket to it."""
 
-    def __init__(self, wrapper: Sequence[str] = ()) -> None:
+    def __init__(self, wrapper: Sequence[str] = (), *, process_wide: bool = False) -> None:
         self.wrapper = list(wrapper)
+        #: The process's own helper also removes the process's log directory
+        #: if the process is killed (a per-container one ends with its container).
+        self.process_wide = process_wide
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -158,7 +162,8 @@ class Helper:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [*self.wrapper, sys.executable, "-I", HELPER_SCRIPT, str(child.fileno())],
+                [*self.wrapper, sys.executable, "-I", HELPER_SCRIPT, str(child.fileno()),
+                 *([log_dir()] if self.process_wide else [])],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -243,7 +248,7 @@ def helper() -> Helper:
     global _helper
     with _helper_lock:
         if _helper is None:
-            _helper = Helper()
+            _helper = Helper(process_wide=True)
         return _helper
 
 
@@ -256,4 +261,4 @@ def set_helper_wrapper(wrapper: Sequence[str]) -> None:
     with _helper_lock:
         if _helper is not None:
             _helper.close()
-        _helper = Helper(wrapper)
+        _helper = Helper(wrapper, process_wide=True)
