@@ -335,3 +335,13 @@ def test_hooks_keep_their_path_and_newuidmap(spawn: Any, lxcpath: str) -> None:
     finally:
         if os.path.exists(mark):
             os.unlink(mark)
+
+
+def test_an_unwritable_subid_file_is_a_clear_error(subid: tuple[str, str, str],
+                                                   tmp_path: Any) -> None:
+    uid, _gid, lock = subid
+    gid_dir = tmp_path / "subgid-is-a-directory"
+    gid_dir.mkdir()
+    with pytest.raises(OSError, match=r"cannot read or delegate root's ids in .*subgid-is-a-dir"
+                                      r".*'root:100000:65536'.*userns=False"):
+        default_idmap(uid, str(gid_dir), lock)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["IdMap", "resolve_userns", "default_idmap", "check_delegated", "idmap_of",
            "unreachable_dir", "SUBUID", "SUBGID", "DEFAULT_COUNT", "DEFAULT_START"]
+
+log = logging.getLogger("lxactors")
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
@@ -128,6 +131,17 @@ def _append(path: str, line: str) -> None:
 def default_idmap(subuid: str = SUBUID, subgid: str = SUBGID,
                   lock: str = PWD_LOCK) -> IdMap:
     """Root's first delegated range of at least 65536 ids; delegated now if absent."""
+    try:
+        return _default_idmap(subuid, subgid, lock)
+    except OSError as exc:
+        line = f"root:{DEFAULT_START}:{DEFAULT_COUNT}"
+        raise type(exc)(exc.errno, f"cannot read or delegate root's ids in "
+                        f"{exc.filename or subuid} ({exc.strerror}): give root a range (such as "
+                        f"the line '{line}') in {subuid} and {subgid}, or pass userns=False"
+                        ) from exc
+
+
+def _default_idmap(subuid: str, subgid: str, lock: str) -> IdMap:
     with open(lock, "a") as lockf:
         fcntl.lockf(lockf, fcntl.LOCK_EX)
         uids = [r for r in _root_ranges(subuid) if r[1] >= DEFAULT_COUNT]
@@ -137,12 +151,14 @@ def default_idmap(subuid: str = SUBUID, subgid: str = SUBGID,
         # One fresh range, free in both files, keeps uid == gid on the host.
         taken = [(s, n) for f in (subuid, subgid) for _, s, n in _read_ranges(f)]
         start = _first_free(taken, DEFAULT_COUNT)
-        if not uids:
-            _append(subuid, f"root:{start}:{DEFAULT_COUNT}\n")
-            uids = [(start, DEFAULT_COUNT)]
-        if not gids:
-            _append(subgid, f"root:{start}:{DEFAULT_COUNT}\n")
-            gids = [(start, DEFAULT_COUNT)]
+        line = f"root:{start}:{DEFAULT_COUNT}"
+        for path, have in ((subuid, uids), (subgid, gids)):
+            if have:
+                continue
+            _append(path, line + "\n")
+            log.warning("user namespaces: delegated ids %d-%d to root in %s",
+                        start, start + DEFAULT_COUNT - 1, path)
+            have.append((start, DEFAULT_COUNT))
         return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT)
 
 
