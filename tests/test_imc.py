@@ -15,6 +15,7 @@ import pykka
 import pytest
 
 from lxactors import LxcError, imc, liblxc
+from lxactors._userns import resolve_userns
 from tests.util import host_uid, pids_in_pidns_of
 
 
@@ -32,11 +33,16 @@ def _messages(run: imc.Imc, timeout: float = 30.0) -> list[imc.ImcMessage]:
 
 
 def test_runs_as_random_unprivileged_user(lxcpath: str) -> None:
-    status, out, err = imc.run(["id", "-u"], path=lxcpath)
-    assert (status, err) == (0, b"")
-    uid = int(out)
-    # Inside the user namespace, below nobody (65534).
-    assert imc.NS_UID_LOW <= uid < 65534
+    idmap = resolve_userns(True)
+    with imc.spawn(["sh", "-c", "id -u; sleep 30"], path=lxcpath) as run:
+        first = run.receive(timeout=30)
+        assert isinstance(first, imc.Stdout)
+        uid = int(first.data)
+        # Inside the user namespace, below nobody (65534); outside, mapped.
+        assert imc.NS_UID_LOW <= uid < 65534 and uid == run.uid
+        assert run.host_uid == idmap.uid + uid
+        assert _host_uids_in(run, lxcpath) == {run.host_uid}
+        run.kill()
     # Each run draws its own uid; groups are only the (random) primary group.
     status, out, _ = imc.run(["sh", "-c", "id -u; id -g; id -G"], path=lxcpath)
     u, g, groups = out.decode().split("\n")[:3]

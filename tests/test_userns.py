@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +32,9 @@ def test_forms_of_the_option() -> None:
     # first use if it was absent).
     for path, start in (("/etc/subuid", root.uid), ("/etc/subgid", root.gid)):
         with open(path, encoding="utf-8") as f:
-            assert f"root:{start}:{DEFAULT_COUNT}" in f.read().split()
+            entries = [line.split(":") for line in f.read().split()]
+        assert any(who in ("root", "0") and int(first) == start and int(n) >= DEFAULT_COUNT
+                   for who, first, n in entries), entries
     assert resolve_userns(False) is None and resolve_userns(None) is None
     r = range(root.uid, root.uid + 1000)
     assert resolve_userns(r) == IdMap(root.uid, root.uid, 1000)
@@ -64,15 +67,42 @@ def test_bad_values_are_refused_before_anything_is_made(
     assert set(liblxc.list_all_containers(lxcpath)) == before
 
 
-def test_own_idmap_items_turn_the_default_off_and_clash_with_userns(lxcpath: str) -> None:
+def test_own_idmap_items(lxcpath: str) -> None:
     from lxactors._options import parse_options
 
     own = [("lxc.idmap", "u 0 100000 10"), ("lxc.idmap", "g 0 100000 10")]
-    assert parse_options("", {"config": own})[2].userns is None
+    # A named container (or one made by a template) takes the user's own mapping...
+    assert parse_options("named", {"config": own})[2].userns is None
+    assert parse_options("", {"config": own, "create": {"template": "busybox"}})[2].userns is None
     assert parse_options("", {})[2].userns == resolve_userns(True)
     assert parse_options("named", {})[2].userns is None
+    # ...not together with userns; and an unnamed clone's base is made for one mapping.
     with pytest.raises(ValueError, match=r"either as userns or as lxc\.idmap"):
-        lxactors.spawn(path=lxcpath, userns=True, config=own)
+        lxactors.spawn("named", path=lxcpath, userns=True, config=own)
+    with pytest.raises(ValueError, match=r"choose the mapping with userns, not lxc\.idmap"):
+        lxactors.spawn(path=lxcpath, config=["lxc.idmap"])
+
+
+def test_a_loaded_mapping_that_differs_is_refused(spawn: Any, lxcpath: str,
+                                                  tmp_path: Any) -> None:
+    conf = tmp_path / "other-map.conf"
+    conf.write_text("lxc.idmap = u 0 100000 1000\nlxc.idmap = g 0 100000 1000\n")
+    before = set(liblxc.list_all_containers(lxcpath))
+    with pytest.raises(LxcError, match=r"spawn: the config steps changed the container's id "
+                                       r"mapping .*choose the mapping with userns"):
+        spawn(config=[("load", str(conf))])
+    assert set(liblxc.list_all_containers(lxcpath)) == before
+
+
+def test_an_undelegated_mapping_is_still_refused_by_newuidmap(make_container: Any) -> None:
+    """A mapping from config items is not written directly unless root owns the range."""
+    c = make_container()
+    c.set_config_item("lxc.idmap", "u 0 7000000 65536")
+    c.set_config_item("lxc.idmap", "g 0 7000000 65536")
+    with pytest.raises(LxcError) as err:
+        c.start()
+    assert "newuidmap" in "\n".join(err.value.log) and "not allowed" in "\n".join(err.value.log)
+    assert not c.is_running()
 
 
 @pytest.fixture
@@ -194,6 +224,18 @@ def test_files_made_by_roots_inside_are_owned_by_mapped_ids(spawn: Any) -> None:
     assert (st.st_uid, st.st_gid) == (idmap.uid, idmap.gid)
     st = os.stat(os.path.join(_upper(ref), "root", "by-user"))
     assert (st.st_uid, st.st_gid) == (idmap.uid + 1000, idmap.gid + 2000)
+
+
+def test_chroot_specs_keep_the_base_directories_as_they_were(spawn: Any) -> None:
+    idmap = resolve_userns(True)
+    ref = spawn(chroot={"file": [("/tmp/new/f", "x")], "dir": ["/var"]})
+    out = _run(ref, "stat -c '%a %u %n' /tmp /tmp/new /tmp/new/f /var")
+    # /tmp and /var come from the base: the upper layer's copies keep their
+    # mode and owner; what the specs made belongs to root inside.
+    assert "1777 0 /tmp\n" in out and "755 0 /tmp/new\n" in out, out
+    assert "644 0 /tmp/new/f\n" in out and "755 0 /var\n" in out, out
+    st = os.lstat(os.path.join(_upper(ref), "tmp"))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o1777, idmap.uid)
 
 
 def test_chroot_specs_belong_to_root_inside(spawn: Any) -> None:

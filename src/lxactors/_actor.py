@@ -22,7 +22,7 @@ from typing import Any
 import pykka
 
 from lxactors import _base
-from lxactors._chroot import apply_chroot, rootfs_dir
+from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
 from lxactors._helperclient import Helper
@@ -137,13 +137,16 @@ class ContainerActor(pykka.ThreadingActor):
                     _base.shell_on_tty1(h)
         else:
             self._configure(h)
+        if o.userns is not None:
+            self._check_userns(h, "the config steps changed the container's id mapping")
         if o.chroot:
-            apply_chroot(self.name, rootfs_dir(h.get_config_item("lxc.rootfs.path")), o.chroot,
-                         _base.root_owner(h))
+            rootfs = h.get_config_item("lxc.rootfs.path")
+            apply_chroot(self.name, rootfs_dir(rootfs), o.chroot, _base.root_owner(h),
+                         lower_dir(rootfs))
         self._start()
 
-    def _check_userns(self, h: Container) -> None:
-        """An existing container runs in the namespace asked for, or not at all.
+    def _check_userns(self, h: Container, changed: str | None = None) -> None:
+        """The container runs in the namespace asked for, or not at all.
 
         Its rootfs was made for the mapping in its config: mapping it anew
         would show every file owned by nobody.
@@ -152,11 +155,16 @@ class ContainerActor(pykka.ThreadingActor):
         if want is None:
             return
         have = idmap_of(h.get_config_item("lxc.idmap").splitlines())
-        if have != want:
-            was = "without a user namespace" if have is None else f"for ids {have.tag}"
-            raise LxcError(self.name, "spawn",
-                           f"userns asks for ids {want.tag}, but the container was made {was}; "
-                           "spawn it without userns, or make a new one")
+        if have == want:
+            return
+        was = "none" if have is None else f"ids {have.tag}"
+        if changed:
+            raise LxcError(self.name, "spawn", f"{changed} (to {was}, where userns asks for "
+                           f"ids {want.tag}): choose the mapping with userns")
+        was = "without a user namespace" if have is None else f"for ids {have.tag}"
+        raise LxcError(self.name, "spawn",
+                       f"userns asks for ids {want.tag}, but the container was made {was}; "
+                       "spawn it without userns, or make a new one")
 
     def _configure(self, h: Container, clear: bool = True) -> None:
         for step in self.options.config:
@@ -407,8 +415,7 @@ class ContainerActor(pykka.ThreadingActor):
         self._close_console()
         self._kill_init()
         with contextlib.suppress(LxcError):
-            # A container this spawn did not start (adopted) keeps running.
-            if self._started and h.is_running():
+            if h.is_running():
                 h.stop()
         if self._cancel_watch is not None:
             self._cancel_watch()

@@ -16,7 +16,7 @@ import os
 import threading
 
 from lxactors import liblxc
-from lxactors._chroot import FileSpec, Owner, apply_chroot, rootfs_dir
+from lxactors._chroot import FileSpec, Owner, apply_chroot, lower_dir, rootfs_dir
 from lxactors._userns import IdMap, idmap_of
 
 __all__ = ["BASE_NAME", "base_name", "ensure_base", "ephemeral_clone", "shell_on_tty1",
@@ -49,9 +49,9 @@ def root_owner(container: liblxc.Container) -> Owner:
 
 def shell_on_tty1(container: liblxc.Container) -> None:
     """Make a busybox container run a shell on tty1 (see INITTAB)."""
-    rootfs = rootfs_dir(container.get_config_item("lxc.rootfs.path"))
-    apply_chroot(container.name, rootfs, [FileSpec(("etc", "inittab"), INITTAB, 0o644)],
-                 root_owner(container))
+    rootfs = container.get_config_item("lxc.rootfs.path")
+    apply_chroot(container.name, rootfs_dir(rootfs), [FileSpec(("etc", "inittab"), INITTAB, 0o644)],
+                 root_owner(container), lower_dir(rootfs))
 
 
 _ready: set[tuple[str, str]] = set()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from lxactors._errors import LxcError
 
 __all__ = ["DirSpec", "FileSpec", "CopySpec", "ChrootSpec", "Owner", "parse_chroot",
-           "apply_chroot", "rootfs_dir"]
+           "apply_chroot", "lower_dir", "rootfs_dir"]
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Largest file content accepted in a spec (they are meant for small files).
@@ -153,29 +153,80 @@ def rootfs_dir(rootfs_path: str) -> str:
     raise ValueError(f"chroot specs need a dir or overlay rootfs, not {rootfs_path!r}")
 
 
+def lower_dir(rootfs_path: str) -> str | None:
+    """An overlay rootfs's lower layer, from ``lxc.rootfs.path`` (None: no overlay)."""
+    path = rootfs_path.split(":", 1)[1] if rootfs_path.startswith(
+        ("overlay:", "overlayfs:")) else rootfs_path
+    if path.startswith("/") and ":" in path:
+        return path.split(":", 1)[0]
+    return None
+
+
 #: (uid, gid) on the host of what chroot specs make (None: the caller's):
 #: root of a user-namespaced container, or files it sees owned by nobody.
 Owner = tuple[int, int] | None
 
 
-def _mkdir(part: str, mode: int, parent: int, owner: Owner) -> None:
+@dataclass(frozen=True)
+class _Layers:
+    """Where specs are made (an fd on the rootfs or upper layer), as whom,
+    and the overlay's lower layer whose directories an upper one must copy."""
+
+    rootfd: int
+    owner: Owner = None
+    lower: str | None = None
+
+    def like_lower(self, parts: tuple[str, ...]) -> os.stat_result | None:
+        """The lower layer's directory at *parts*, if it is one all the way down."""
+        if self.lower is None:
+            return None
+        here = self.lower
+        st = None
+        for part in parts:
+            here = os.path.join(here, part)
+            try:
+                st = os.lstat(here)
+            except OSError:
+                return None
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+        return st
+
+
+def _mkdir(layers: _Layers, parts: tuple[str, ...], parent: int, mode: int | None) -> None:
+    """Make directory *parts* (its last part, in *parent*) unless it is there.
+
+    Made with *mode* (None: 0o755), owned by the layers' owner; but in an
+    overlay's upper layer a directory that the lower one has hides that
+    one's mode and owner, so it gets the same (/tmp stays 1777).
+    """
+    part = parts[-1]
+    lower = layers.like_lower(parts)
     try:
-        os.mkdir(part, mode, dir_fd=parent)
+        os.mkdir(part, 0o700, dir_fd=parent)
     except FileExistsError:
         return
-    if owner is not None:
-        os.chown(part, *owner, dir_fd=parent, follow_symlinks=False)
+    fd = os.open(part, _O_DIR, dir_fd=parent)
+    try:
+        if lower is not None:
+            os.fchown(fd, lower.st_uid, lower.st_gid)
+            os.fchmod(fd, stat.S_IMODE(lower.st_mode) if mode is None else mode)
+            return
+        if layers.owner is not None:
+            os.fchown(fd, *layers.owner)
+        os.fchmod(fd, 0o755 if mode is None else mode)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
-def _walk(rootfd: int, parts: tuple[str, ...], create: bool, owner: Owner = None,
-          mode: int = 0o755) -> Iterator[int]:
-    """Yield an fd for the directory *parts* under *rootfd*, never leaving it."""
-    fd = os.dup(rootfd)
+def _walk(layers: _Layers, parts: tuple[str, ...], create: bool) -> Iterator[int]:
+    """Yield an fd for the directory *parts* under the rootfs, never leaving it."""
+    fd = os.dup(layers.rootfd)
     try:
-        for part in parts:
+        for i, part in enumerate(parts):
             if create:
-                _mkdir(part, mode, fd, owner)
+                _mkdir(layers, parts[: i + 1], fd, None)
             nfd = os.open(part, _O_DIR, dir_fd=fd)
             os.close(fd)
             fd = nfd
@@ -184,9 +235,8 @@ def _walk(rootfd: int, parts: tuple[str, ...], create: bool, owner: Owner = None
         os.close(fd)
 
 
-def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None,
-           owner: Owner) -> None:
-    with _walk(rootfd, parts[:-1], create=True, owner=owner) as parent:
+def _write(layers: _Layers, parts: tuple[str, ...], data: bytes, mode: int | None) -> None:
+    with _walk(layers, parts[:-1], create=True) as parent:
         tmp = f".{parts[-1]}.lxactors-{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=parent)
@@ -195,8 +245,8 @@ def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None,
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-                if owner is not None:
-                    os.fchown(fd, *owner)
+                if layers.owner is not None:
+                    os.fchown(fd, *layers.owner)
                 os.fchmod(fd, 0o644 if mode is None else mode)
             finally:
                 os.close(fd)
@@ -210,30 +260,32 @@ def _write(rootfd: int, parts: tuple[str, ...], data: bytes, mode: int | None,
 
 
 def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec],
-                 owner: Owner = None) -> None:
+                 owner: Owner = None, lower: str | None = None) -> None:
     """Make *specs* inside the directory *rootfs*; raise LxcError naming the spec.
 
-    What is made is owned by *owner* (directories that were there keep theirs).
+    What is made is owned by *owner*, but for directories that the overlay
+    layer *lower* (if given: *rootfs* is then its upper layer) already has.
     """
     try:
         rootfd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise LxcError(container, "chroot", f"cannot open rootfs {rootfs}: {exc}") from exc
+    layers = _Layers(rootfd, owner, lower)
     try:
         for spec in specs:
             where = "/" + "/".join(spec.path)
             try:
                 if isinstance(spec, DirSpec):
-                    mode = 0o755 if spec.mode is None else spec.mode
-                    with _walk(rootfd, spec.path[:-1], create=True, owner=owner) as parent:
-                        _mkdir(spec.path[-1], mode, parent, owner)
+                    with _walk(layers, spec.path[:-1], create=True) as parent:
+                        _mkdir(layers, spec.path, parent, spec.mode)
                         fd = os.open(spec.path[-1], _O_DIR, dir_fd=parent)
                         try:
-                            os.fchmod(fd, mode)
+                            if spec.mode is not None:  # else one that was there keeps its own
+                                os.fchmod(fd, spec.mode)
                         finally:
                             os.close(fd)
                 elif isinstance(spec, FileSpec):
-                    _write(rootfd, spec.path, spec.content, spec.mode, owner)
+                    _write(layers, spec.path, spec.content, spec.mode)
                 else:
                     # O_NONBLOCK: opening a FIFO (or a tty) must not hang; the
                     # regular-file check below refuses it.
@@ -249,7 +301,7 @@ def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec],
                     if len(data) > MAX_CONTENT:
                         raise ValueError(f"copy source {spec.source} is over {MAX_CONTENT} bytes")
                     mode = spec.mode if spec.mode is not None else st.st_mode & 0o7777
-                    _write(rootfd, spec.path, data, mode, owner)
+                    _write(layers, spec.path, data, mode)
             except OSError as exc:
                 in_the_way = exc.errno in (errno.ELOOP, errno.ENOTDIR)
                 reason = "a symlink or non-directory is in the way" if in_the_way else exc.strerror

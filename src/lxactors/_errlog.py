@@ -18,7 +18,7 @@ import tempfile
 import threading
 from itertools import count
 
-__all__ = ["HandleLog", "log_dir", "strip_from_config"]
+__all__ = ["HandleLog", "is_noise", "log_dir", "strip_from_config"]
 
 _lock = threading.Lock()
 _dir: str | None = None
@@ -30,6 +30,14 @@ _MAX_LINES = 20
 #: Levels left out of error reports (the log runs at INFO so that init's exit
 #: status, which liblxc logs at INFO, can be read).
 _QUIET = ("INFO ", "NOTICE ", "DEBUG ", "TRACE ")
+#: Warnings that say nothing about a failure: the helper keeps newuidmap and
+#: newgidmap off liblxc's PATH on purpose (see _helper._write_id_maps_directly).
+_NOISE = ("newuidmap binary is missing", "newgidmap binary is missing")
+
+
+def is_noise(line: str) -> bool:
+    """A log line that would mislead in an error report."""
+    return any(n in line for n in _NOISE)
 
 
 def log_dir() -> str:
@@ -77,7 +85,8 @@ class HandleLog:
             return []
         self._offset = size
         lines = [_shorten(line) for line in data.decode("utf-8", "replace").splitlines()]
-        return [line for line in lines if line and not line.startswith(_QUIET)][-_MAX_LINES:]
+        return [line for line in lines
+                if line and not line.startswith(_QUIET) and not is_noise(line)][-_MAX_LINES:]
 
     def lines_since(self, offset: int, limit: int = 1 << 20) -> list[str]:
         """Every raw line written from byte *offset* on (at most *limit* bytes)."""

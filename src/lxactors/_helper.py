@@ -9,8 +9,9 @@ imports only the standard library and the cffi extension, and each request
 runs in a worker forked for it, which exits when done (taking any cgroup
 membership with it).
 
-Run as ``python -I _helper.py FD [LOG_DIR]``: FD is a SOCK_SEQPACKET socket;
-LOG_DIR is the user's log directory, removed if the user's process dies.  Each
+Run as ``python -I _helper.py FD [LOG_DIR PID]``: FD is a SOCK_SEQPACKET
+socket; LOG_DIR is the log directory of the user's process PID, removed if
+that process is killed.  Each
 request is one pickled ``(op, args)`` message carrying, by SCM_RIGHTS, a reply
 pipe and any fds the op needs.  The worker writes length-prefixed pickled
 frames to the reply pipe: ``("ok", value)`` or ``("err", kind, message, log)``;
@@ -21,7 +22,8 @@ the helper then applies the registered owner-death policies (see
 ``apply_policies``) and exits.
 
 This file must stay importable without the ``lxactors`` package: it loads
-the extension by path and uses only its sibling ``_errlog`` module.
+the extension by path and uses only its sibling ``_errlog`` and ``_userns``
+modules (standard library only).
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ class Handle:
                     lines = f.read(65536).decode("utf-8", "replace").splitlines()
             except OSError:
                 pass
-        return OpError(message, log=[ln for ln in lines if ln.strip()][-20:])
+        noise = _errlog().is_noise
+        return OpError(message, log=[ln for ln in lines if ln.strip() and not noise(ln)][-20:])
 
     def strip_log_line(self, config_file: str) -> None:
         _errlog().strip_from_config(config_file, self.log_path)
@@ -159,6 +162,13 @@ def _errlog() -> Any:
     import _errlog  # type: ignore[import-not-found]
 
     return _errlog
+
+
+def _userns() -> Any:
+    """The sibling stdlib-only module that knows root's id ranges."""
+    import _userns  # type: ignore[import-not-found]
+
+    return _userns
 
 
 _MOUNTS: dict[frozenset[str], str] | None = None
@@ -242,23 +252,50 @@ def _config_item(c: Any, key: bytes) -> bytes:
     return ffi.string(buf)  # type: ignore[no-any-return]
 
 
+def _networks(c: Any) -> list[int]:
+    """The indices of the container's networks (they need not start at 0)."""
+    want = len(_config_item(c, b"lxc.net").split())  # one type per network
+    found: list[int] = []
+    i = 0
+    while len(found) < want and i < 1024:
+        if _config_item(c, b"lxc.net.%d.type" % i):
+            found.append(i)
+        i += 1
+    return found
+
+
+def _needs_path(c: Any) -> bool:
+    """Whether liblxc may run a program at start or stop (hooks, scripts, tools)."""
+    if any(_config_item(c, k) for k in _START_PROGRAMS):
+        return True
+    for i in _networks(c):
+        if any(_config_item(c, b"lxc.net.%d.script.%s" % (i, end)) for end in (b"up", b"down")):
+            return True
+        link = _config_item(c, b"lxc.net.%d.link" % i).decode("utf-8", "replace")
+        # A veth on anything but a Linux bridge may be an Open vSwitch one
+        # (ovs-vsctl, in /usr/bin).
+        if link and not os.path.isdir(os.path.join("/sys/class/net", link, "bridge")):
+            return True
+    rootfs = _config_item(c, b"lxc.rootfs.path")
+    return not (rootfs.startswith((b"/", b"dir:", b"overlay:", b"overlayfs:")) or not rootfs)
+
+
 def _write_id_maps_directly(c: Any) -> None:
     """Keep newuidmap/newgidmap off this worker's PATH for a user-namespaced start.
 
     liblxc execs both to write a container's id maps whenever it finds them
     on PATH, even when the caller is root and may write the maps itself:
     two programs per start, 15-25% of an ephemeral spawn.  Without them it
-    writes the maps directly (the range was checked against /etc/subuid when
-    the option was given).  Not done when the container runs hooks or
-    network scripts: they get the PATH they expect.  The worker exits after
-    the start, so nothing else sees the change.
+    writes the maps itself.  Done only where that changes nothing else:
+    every mapped range is delegated to root in /etc/subuid or /etc/subgid
+    (what newuidmap would check), and liblxc runs no other program from
+    PATH for this container (no hooks or network scripts, no Open vSwitch
+    port, a dir or overlay rootfs).  The monitor inherits the PATH; the
+    worker exits after the start.
     """
-    if not _config_item(c, b"lxc.idmap") or any(_config_item(c, k) for k in _START_PROGRAMS):
+    lines = _config_item(c, b"lxc.idmap").decode("utf-8", "replace").splitlines()
+    if not lines or not all(_userns().delegated_line(ln) for ln in lines) or _needs_path(c):
         return
-    for i in range(len(_config_item(c, b"lxc.net").split())):  # one type per network
-        for end in (b"up", b"down"):
-            if _config_item(c, b"lxc.net.%d.script.%s" % (i, end)):
-                return
     dirs = os.environ.get("PATH", os.defpath).split(os.pathsep)
     os.environ["PATH"] = os.pathsep.join(
         d for d in dirs if not any(os.path.exists(os.path.join(d or ".", tool))
@@ -825,15 +862,17 @@ def main(argv: list[str]) -> int:
     sys.path.append(HERE)  # for the stdlib-only sibling _errlog (-I left it out)
     _load_extension()
     _errlog()  # imported once here, not in every forked worker
+    _userns()
     _cgroup_mounts()
     fd = int(argv[1])
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
-    # The user's process (our parent) and its log directory, if given.
-    log_dir = argv[2] if len(argv) > 2 else None
+    # The user's process and its log directory, if given (by pid: a wrapper
+    # command such as strace may stand between it and us).
+    log_dir = argv[2] if len(argv) > 3 else None
     try:
-        owner_pidfd = os.pidfd_open(os.getppid())
-    except OSError:
+        owner_pidfd = os.pidfd_open(int(argv[3])) if log_dir else -1
+    except (OSError, ValueError):
         owner_pidfd = -1
     serve(sock, log_dir, owner_pidfd)
     return 0

@@ -163,7 +163,7 @@ class Helper:
         try:
             self._proc = subprocess.Popen(
                 [*self.wrapper, sys.executable, "-I", HELPER_SCRIPT, str(child.fileno()),
-                 *([log_dir()] if self.process_wide else [])],
+                 *([log_dir(), str(os.getpid())] if self.process_wide else [])],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -193,7 +193,11 @@ def _userns(o: dict[str, Any], named: bool) -> IdMap | None:
     ``lxc.idmap`` items in ``config`` are the user's own mapping: they turn
     the default off, and clash with an explicit ``userns``.
     """
-    own_map = any(step[0] == "set" and step[1] == "lxc.idmap" for step in o.get("config", ()))
+    own_map = any(step[0] in ("set", "clear_item") and step[1] == "lxc.idmap"
+                  for step in o.get("config", ()))
+    if own_map and not named and o.get("create") is None:
+        raise ValueError("an unnamed container is a clone of a base made for its id mapping: "
+                         "choose the mapping with userns, not lxc.idmap config items")
     if "userns" not in o:
         return None if named or own_map else resolve_userns(True)
     if own_map and o["userns"] not in (None, False):

@@ -10,14 +10,18 @@ range from there and delegates one if root has none.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["IdMap", "resolve_userns", "default_idmap", "check_delegated", "idmap_of",
+__all__ = ["IdMap", "resolve_userns", "default_idmap", "check_delegated", "delegated_line",
+           "idmap_of",
            "unreachable_dir", "SUBUID", "SUBGID", "DEFAULT_COUNT", "DEFAULT_START"]
 
 log = logging.getLogger("lxactors")
@@ -141,31 +145,72 @@ def default_idmap(subuid: str = SUBUID, subgid: str = SUBGID,
                         ) from exc
 
 
+def _roots(subuid: str, subgid: str) -> IdMap | None:
+    uids = [r for r in _root_ranges(subuid) if r[1] >= DEFAULT_COUNT]
+    gids = [r for r in _root_ranges(subgid) if r[1] >= DEFAULT_COUNT]
+    return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT) if uids and gids else None
+
+
+#: fcntl locks do not exclude the threads of one process.
+_delegating = threading.Lock()
+
+
 def _default_idmap(subuid: str, subgid: str, lock: str) -> IdMap:
-    with open(lock, "a") as lockf:
-        fcntl.lockf(lockf, fcntl.LOCK_EX)
-        uids = [r for r in _root_ranges(subuid) if r[1] >= DEFAULT_COUNT]
-        gids = [r for r in _root_ranges(subgid) if r[1] >= DEFAULT_COUNT]
-        if uids and gids:
-            return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT)
-        # One fresh range, free in both files, keeps uid == gid on the host.
-        taken = [(s, n) for f in (subuid, subgid) for _, s, n in _read_ranges(f)]
-        start = _first_free(taken, DEFAULT_COUNT)
-        line = f"root:{start}:{DEFAULT_COUNT}"
-        for path, have in ((subuid, uids), (subgid, gids)):
-            if have:
-                continue
-            _append(path, line + "\n")
-            log.warning("user namespaces: delegated ids %d-%d to root in %s",
-                        start, start + DEFAULT_COUNT - 1, path)
-            have.append((start, DEFAULT_COUNT))
-        return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT)
+    found = _roots(subuid, subgid)  # the usual case: read, no lock
+    if found is not None:
+        return found
+    with _delegating:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _lock(fd, lock)
+            found = _roots(subuid, subgid)  # someone may have been quicker
+            if found is not None:
+                return found
+            # One fresh range, free in both files, keeps uid == gid on the host.
+            taken = [(s, n) for f in (subuid, subgid) for _, s, n in _read_ranges(f)]
+            start = _first_free(taken, DEFAULT_COUNT)
+            for path in (subuid, subgid):
+                if not any(n >= DEFAULT_COUNT for _, n in _root_ranges(path)):
+                    _append(path, f"root:{start}:{DEFAULT_COUNT}\n")
+                    log.warning("user namespaces: delegated ids %d-%d to root in %s",
+                                start, start + DEFAULT_COUNT - 1, path)
+        finally:
+            os.close(fd)  # drops the lock
+    found = _roots(subuid, subgid)
+    assert found is not None
+    return found
+
+
+def _lock(fd: int, path: str, timeout: float = 30.0) -> None:
+    """lckpwdf(3)'s lock, waited for at most *timeout* seconds (vipw holds it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, f"still locked after {timeout:g} s "
+                              "(is vipw or useradd running?)", path) from exc
+            time.sleep(0.05)
 
 
 @functools.cache
 def _cached_default() -> IdMap:
     """default_idmap(), read once per process (it only ever adds a range)."""
     return default_idmap()
+
+
+def delegated_line(item: str, subuid: str = SUBUID, subgid: str = SUBGID) -> bool:
+    """Whether one ``lxc.idmap`` line (``u|g NSID HOSTID COUNT``) maps only
+    host ids delegated to root: what newuidmap and newgidmap check."""
+    parts = item.split()
+    if len(parts) != 4 or parts[0] not in ("u", "g") or not all(p.isdigit() for p in parts[1:]):
+        return False
+    host, count = int(parts[2]), int(parts[3])
+    return _covers(_root_ranges(subuid if parts[0] == "u" else subgid), host, count)
 
 
 def check_delegated(idmap: IdMap, subuid: str = SUBUID, subgid: str = SUBGID) -> None:
@@ -209,36 +254,44 @@ def unreachable_dir(path: str, idmap: IdMap) -> str | None:
     """The first directory on *path* the container's root cannot search, if any.
 
     liblxc opens the rootfs from inside the namespace, as the mapped root:
-    a private (0700) lxcpath stops it there.
+    a private (0700) lxcpath stops it there.  The kernel's rules: "other"
+    bits, or owner bits for its uid, group bits for its gid; and capabilities
+    (search anything) over files whose owner and group are both mapped.
     """
-    def mine(uid: int, first: int) -> bool:
-        return first <= uid < first + idmap.count
+    def mapped(n: int, first: int) -> bool:
+        return first <= n < first + idmap.count
 
     here = "/"
-    for part in [""] + [p for p in os.path.abspath(path).split("/") if p]:
+    for part in [""] + [p for p in os.path.realpath(path).split("/") if p]:
         here = os.path.join(here, part)
         try:
             st = os.stat(here)
         except FileNotFoundError:
             return None  # made later, by us
-        if not (st.st_mode & 0o001 or (mine(st.st_uid, idmap.uid) and st.st_mode & 0o100)
-                or (mine(st.st_gid, idmap.gid) and st.st_mode & 0o010)):
-            return here
+        if (st.st_mode & 0o001
+                or (st.st_uid == idmap.uid and st.st_mode & 0o100)
+                or (st.st_gid == idmap.gid and st.st_mode & 0o010)
+                or (mapped(st.st_uid, idmap.uid) and mapped(st.st_gid, idmap.gid))):
+            continue
+        return here
     return None
 
 
 def idmap_of(items: Iterable[str]) -> IdMap | None:
-    """The container's mapping of root, from its ``lxc.idmap`` lines (None: no userns)."""
-    uid = gid = count = None
+    """The container's mapping of root, from its ``lxc.idmap`` lines.
+
+    None: no user namespace, or one whose root is the host's root (a
+    hand-written config may do that); either way root inside is uid 0 outside.
+    """
+    uid = gid = ucount = gcount = None
     for item in items:
         parts = item.split()
         if len(parts) != 4 or parts[1] != "0" or not all(p.isdigit() for p in parts[1:]):
             continue
         if parts[0] == "u":
-            uid, count = int(parts[2]), int(parts[3])
+            uid, ucount = int(parts[2]), int(parts[3])
         elif parts[0] == "g":
-            gid = int(parts[2])
-            count = int(parts[3]) if count is None else min(count, int(parts[3]))
-    if uid is None or gid is None or count is None:
+            gid, gcount = int(parts[2]), int(parts[3])
+    if not (uid and gid and ucount and gcount):
         return None
-    return IdMap(uid, gid, count)
+    return IdMap(uid, gid, min(ucount, gcount))
