@@ -2,10 +2,11 @@
 
 A container started with ``lxc.idmap = u 0 START COUNT`` (and the same for
 ``g``) runs in a user namespace: its uid 0 is host uid START, and a kernel
-bug that lets root out of the container lands as a nobody.  liblxc writes
-the mapping with newuidmap/newgidmap, which only allow ranges delegated to
-root in ``/etc/subuid`` and ``/etc/subgid``; ``userns=True`` takes root's
-range from there and delegates one if root has none.
+bug that lets root out of the container leaves it an unprivileged user on
+the host.  The ranges must be delegated to root in ``/etc/subuid`` and
+``/etc/subgid`` (newuidmap, which liblxc would otherwise use, checks that;
+the helper checks it before writing the maps itself): ``userns=True`` takes
+root's range from there and delegates one if root has none.
 """
 
 from __future__ import annotations
