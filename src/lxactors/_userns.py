@@ -80,6 +80,7 @@ class IdMap:
         return self.uid + uid
 
     def host_gid(self, gid: int) -> int:
+        """The host gid of container gid *gid*."""
         if not 0 <= gid < self.count:
             raise ValueError(f"gid {gid} is outside the container's {self.count} mapped ids")
         return self.gid + gid

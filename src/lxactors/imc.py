@@ -206,8 +206,8 @@ def _ids(uid: int | None, gid: int | None, idmap: IdMap | None) -> tuple[int, in
     low, high = (UID_LOW, UID_HIGH) if idmap is None else (NS_UID_LOW, idmap.count - 2)
     if uid is None:
         if high <= low:
-            raise ValueError(f"userns maps {idmap and idmap.count} ids: too few to draw an "
-                             f"unprivileged uid from; give uid=")
+            raise ValueError(f"userns maps only {high + 2} ids, too few to draw an unprivileged "
+                             f"uid from [{low}, {high}): give uid=")
         uid = secrets.randbelow(high - low) + low
     gid = uid if gid is None else gid
     top = 2**32 - 1 if idmap is None else idmap.count
