@@ -18,7 +18,7 @@ import tempfile
 import threading
 from itertools import count
 
-__all__ = ["HandleLog", "is_noise", "log_dir", "strip_from_config"]
+__all__ = ["HandleLog", "is_noise", "log_dir", "report_lines", "strip_from_config"]
 
 _lock = threading.Lock()
 _dir: str | None = None
@@ -30,9 +30,14 @@ _MAX_LINES = 20
 #: Levels left out of error reports (the log runs at INFO so that init's exit
 #: status, which liblxc logs at INFO, can be read).
 _QUIET = ("INFO ", "NOTICE ", "DEBUG ", "TRACE ")
-#: Warnings that say nothing about a failure: the helper keeps newuidmap and
-#: newgidmap off liblxc's PATH on purpose (see _helper._write_id_maps_directly).
-_NOISE = ("newuidmap binary is missing", "newgidmap binary is missing")
+#: Lines that say nothing about a failure, or mislead: the helper keeps
+#: newuidmap and newgidmap off liblxc's PATH on purpose (see
+#: _helper._write_id_maps_directly); lxc-start, which the helper may start
+#: containers with, gives command-line advice; the monitor cgroups it cannot
+#: remove then, the helper removes (_helper._remove_monitor_cgroups); a user
+#: namespace's cgroup chown warns about files this kernel does not have.
+_NOISE = ("newuidmap binary is missing", "newgidmap binary is missing",
+          "tools/lxc_start.c:main:", "cgfsng_monitor_destroy", "cgfsng.c:fchowmodat")
 
 
 def is_noise(line: str) -> bool:
@@ -84,9 +89,7 @@ class HandleLog:
         except OSError:
             return []
         self._offset = size
-        lines = [_shorten(line) for line in data.decode("utf-8", "replace").splitlines()]
-        return [line for line in lines
-                if line and not line.startswith(_QUIET) and not is_noise(line)][-_MAX_LINES:]
+        return report_lines(data.decode("utf-8", "replace").splitlines())
 
     def lines_since(self, offset: int, limit: int = 1 << 20) -> list[str]:
         """Every raw line written from byte *offset* on (at most *limit* bytes)."""
@@ -107,6 +110,14 @@ class HandleLog:
 _LINE = re.compile(
     r"^\S+ (?:\S+ )?\d{14}\.\d+ +(TRACE|DEBUG|INFO|NOTICE|WARN|ERROR|CRIT|ALERT|FATAL) +(.*)$"
 )
+
+
+def report_lines(raw: list[str]) -> list[str]:
+    """The lines of a liblxc log that belong in an error report: errors and
+    warnings, shortened, without noise, the last few."""
+    lines = [_shorten(line) for line in raw]
+    return [line for line in lines
+            if line and not line.startswith(_QUIET) and not is_noise(line)][-_MAX_LINES:]
 
 
 def _shorten(line: str) -> str:

@@ -139,8 +139,7 @@ class Handle:
                     lines = f.read(65536).decode("utf-8", "replace").splitlines()
             except OSError:
                 pass
-        noise = _errlog().is_noise
-        return OpError(message, log=[ln for ln in lines if ln.strip() and not noise(ln)][-20:])
+        return OpError(message, log=_errlog().report_lines(lines))
 
     def strip_log_line(self, config_file: str) -> None:
         _errlog().strip_from_config(config_file, self.log_path)
