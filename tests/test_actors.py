@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import threading
 from typing import Any
 
@@ -243,3 +244,37 @@ def test_a_failed_start_reports_its_cause_and_no_noise(spawn: Any, lxcpath: str)
     assert not any("--logfile" in line or "foreground mode" in line or
                    "cgfsng_monitor_destroy" in line for line in e.log), e.log
     assert set(liblxc.list_all_containers(lxcpath)) == before
+
+
+def _ignored_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(ln for ln in f if ln.startswith("SigIgn:")).split()[1], 16)
+
+
+@pytest.mark.parametrize("options", [{}, {"nocloseallfds": True}], ids=["lxc-start", "in-process"])
+def test_init_does_not_inherit_the_helpers_ignored_signals(spawn: Any, options: Any) -> None:
+    ref = spawn(start={"argv": ["/bin/sleep", "1000"]}, console=False, **options)
+    init = lxactors.container(ref).init_pid()
+    assert init is not None
+    ignored = _ignored_signals(init)
+    for sig in (signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), (sig, hex(ignored))
+
+
+def test_starting_a_running_container_fails(make_container: Any) -> None:
+    c = make_container(start=True)
+    pid = c.init_pid()
+    with pytest.raises(lxactors.LxcError, match="start"):
+        c.start()
+    assert c.init_pid() == pid
+
+
+def test_a_trailing_slash_in_the_lxcpath_still_finds_the_container(lxcpath: str,
+                                                                    make_container: Any) -> None:
+    name = make_container().name
+    with liblxc.Container(name, lxcpath + "/") as c:
+        c.start()
+        try:
+            assert c.init_pid() is not None and c.state() == "RUNNING"
+        finally:
+            c.stop()

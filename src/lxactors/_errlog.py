@@ -37,11 +37,14 @@ _QUIET = ("INFO ", "NOTICE ", "DEBUG ", "TRACE ")
 #: remove then, the helper removes (_helper._remove_monitor_cgroups); a user
 #: namespace's cgroup chown warns about files this kernel does not have.
 _NOISE = ("newuidmap binary is missing", "newgidmap binary is missing",
-          "tools/lxc_start.c:main:", "cgfsng_monitor_destroy", "cgfsng.c:fchowmodat")
+          "The container failed to start", "run the container in foreground mode",
+          "Additional information can be obtained by setting", "cgfsng_monitor_destroy")
 
 
 def is_noise(line: str) -> bool:
     """A log line that would mislead in an error report."""
+    if "cgfsng.c:fchowmodat" in line:
+        return "No such file or directory" in line
     return any(n in line for n in _NOISE)
 
 

@@ -29,7 +29,6 @@ modules (standard library only).
 from __future__ import annotations
 
 import array
-import errno
 import glob
 import importlib.machinery
 import importlib.util
@@ -316,11 +315,17 @@ def op_start(args: dict[str, Any], fds: list[int], reply: int) -> object:
     useinit = 1 if args.get("useinit") else 0
     if not args.get("daemonize", True):
         return _start_foreground(h, useinit, argv, reply)
-    if LXC_START and close_all_fds and not useinit and args.get("config") and h.log_path:
+    if _can_use_lxc_start(h, args, close_all_fds, useinit):
+        if c.is_running(c):
+            # lxc-start would call that a success; liblxc's start fails.
+            raise h.fail("start failed: the container is already running")
         ok = _start_with_lxc_start(h, args)
     else:
+        ok = None
+    if ok is None:
         c.want_daemonize(c, True)
         before = _own_cgroups()
+        _default_signals()
         ok = c.start(c, useinit, argv)
         _leave_monitor_cgroups(before)
     if not ok:
@@ -330,63 +335,86 @@ def op_start(args: dict[str, Any], fds: list[int], reply: int) -> object:
     return pid if pid > 0 else None
 
 
-def _start_with_lxc_start(h: Handle, args: dict[str, Any]) -> bool:
+#: Ignored here (Python ignores SIGPIPE and SIGXFSZ; the helper SIGHUP), and
+#: an ignored signal stays ignored across fork and exec: the monitor and the
+#: container's init would inherit that.
+_RESET_SIGNALS = (signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def _default_signals() -> None:
+    for sig in _RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _can_use_lxc_start(h: Handle, args: dict[str, Any], close_all_fds: bool,
+                       useinit: int) -> bool:
+    """Whether lxc-start can do exactly this start (see _start_with_lxc_start)."""
+    path = args.get("path") or ""
+    return bool(
+        LXC_START and close_all_fds and not useinit and args.get("config") and h.log_path
+        # lxc-start drops a trailing slash, and the command socket's name
+        # is made from the path as given: the handle would not find it.
+        and path == path.rstrip("/")
+        # -o would override a log file the user set on the handle.
+        and _config_item(h.c, b"lxc.log.file").decode("utf-8", "surrogateescape") == h.log_path)
+
+
+def _start_with_lxc_start(h: Handle, args: dict[str, Any]) -> bool | None:
     """Start through lxc-start: the same liblxc call, from a small C process.
 
-    The daemonized start forks the caller into the container's monitor,
-    and the monitor forks again for the container (and in a user namespace,
-    once more): forks of this ~16 MB Python worker cost several ms each,
-    forks of lxc-start a fraction of that.  Its config is the client's
-    snapshot, its log ours; it runs in the cgroups lxc-start is put in,
-    not ours.
+    The daemonized start forks its caller into the container's monitor, and
+    the monitor forks again for the container (in a user namespace, once
+    more): forks of this ~16 MB Python worker cost several ms each, forks of
+    lxc-start a fraction of that, and each monitor carries 1.3 MB less.  Its
+    config is the client's snapshot, its log ours.  None: lxc-start could
+    not be run (the caller starts in-process).
     """
     assert LXC_START is not None and h.log_path is not None
-    level = _config_item(h.c, b"lxc.log.level").decode() or "ERROR"
-    cmd = [LXC_START, "-n", h.name, "-P", args["path"], "-f", args["config"], "-C",
-           "-o", h.log_path, "-l", level]
+    level = _config_item(h.c, b"lxc.log.level").decode()
+    cmd = [LXC_START, "-q", "-n", h.name, "-P", args["path"], "-f", args["config"], "-C",
+           "-o", h.log_path, *(["-l", level] if level else [])]
     if args.get("argv"):
         cmd += ["--", *(a.decode("utf-8", "surrogateescape") for a in args["argv"])]
     devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    pid = os.posix_spawn(LXC_START, cmd, dict(os.environ), file_actions=devnull)
+    try:
+        pid = os.posix_spawn(LXC_START, cmd, dict(os.environ), file_actions=devnull,
+                             setsigdef=_RESET_SIGNALS)
+    except OSError:
+        return None
     _, status = os.waitpid(pid, 0)
-    ok = os.waitstatus_to_exitcode(status) == 0
-    if not ok or h.c.init_pid(h.c) <= 0:
-        _remove_monitor_cgroups(h.name)
-    return ok
+    _remove_monitor_cgroups(h.name)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
-def _remove_monitor_cgroups(name: str, timeout: float = 2.0) -> None:
-    """Remove the ``lxc.monitor.<name>`` cgroups of a monitor that has ended.
+def _remove_monitor_cgroups(name: str) -> None:
+    """Remove ``lxc.monitor.<name>`` cgroups its monitor could not remove.
 
-    On cgroup v1 hosts the daemonized start moves its caller (lxc-start)
-    into the monitor's cgroups; a monitor that ends before its caller does
-    (init exited at once, or the start failed) cannot remove them.  The
-    monitor may still be exiting (the directory is busy): retried briefly.
+    The daemonized start moves its caller (here lxc-start) into the
+    monitor's cgroups; a monitor that ended before lxc-start did (init
+    exited at once, or the start failed) found them busy and left them.
+    Now lxc-start is gone: an empty one is such a leftover; a busy one
+    holds a live monitor, which will remove it itself.  (Same-named
+    containers of another lxcpath get ``lxc.monitor.<name>-N``: not touched.)
     """
     mounts = _cgroup_mounts()
-    dirs = []
-    # liblxc makes them under init's cgroups (or ours, where init's are not
-    # visible): try both.
+    tried = set()
+    # liblxc makes them beside the cgroups of init (without systemd's
+    # init.scope), or ours where init's are not visible: try both.
     for cgroups in (_own_cgroups(), _own_cgroups("/proc/1/cgroup")):
         for ctrls, path in cgroups.items():
             mount = mounts.get(ctrls)
-            if mount is not None:
-                base = os.path.join(mount, path.lstrip("/"), f"lxc.monitor.{name}")
-                dirs += [d for d in [base, *glob.glob(glob.escape(base) + "-[0-9]*")]
-                         if d not in dirs]
-    deadline = time.monotonic() + timeout
-    while dirs:
-        for d in list(dirs):
+            if path.endswith("/init.scope"):
+                path = path[: -len("/init.scope")]
+            if mount is None:
+                continue
+            d = os.path.join(mount, path.lstrip("/"), f"lxc.monitor.{name}")
+            if d in tried:
+                continue
+            tried.add(d)
             try:
                 os.rmdir(d)
-            except OSError as exc:
-                if exc.errno == errno.EBUSY:
-                    continue
-            dirs.remove(d)
-        if dirs and time.monotonic() > deadline:
-            return
-        if dirs:
-            time.sleep(0.01)
+            except OSError:
+                pass  # not there, or busy: a live monitor's
 
 
 def _start_foreground(h: Handle, useinit: int, argv: Any, reply: int) -> object:
