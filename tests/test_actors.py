@@ -257,7 +257,7 @@ def test_init_does_not_inherit_the_helpers_ignored_signals(spawn: Any, options: 
     init = lxactors.container(ref).init_pid()
     assert init is not None
     ignored = _ignored_signals(init)
-    for sig in (signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
         assert not ignored & (1 << (sig - 1)), (sig, hex(ignored))
 
 

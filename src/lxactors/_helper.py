@@ -335,13 +335,16 @@ def op_start(args: dict[str, Any], fds: list[int], reply: int) -> object:
     return pid if pid > 0 else None
 
 
-#: Ignored here (Python ignores SIGPIPE and SIGXFSZ; the helper SIGHUP), and
-#: an ignored signal stays ignored across fork and exec: the monitor and the
-#: container's init would inherit that.
-_RESET_SIGNALS = (signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ)
+#: Ignored here (Python ignores SIGPIPE and SIGXFSZ; the helper SIGHUP,
+#: SIGINT and SIGTERM), and an ignored signal stays ignored across fork and
+#: exec: the monitor and the container's init would inherit that.
+_RESET_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _default_signals() -> None:
+    """Default dispositions, in a session of our own: the terminal's ^C and
+    hangups, which the helper ignores, must not reach a start half done."""
+    os.setsid()
     for sig in _RESET_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
 
@@ -378,7 +381,7 @@ def _start_with_lxc_start(h: Handle, args: dict[str, Any]) -> bool | None:
     devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:
         pid = os.posix_spawn(LXC_START, cmd, dict(os.environ), file_actions=devnull,
-                             setsigdef=_RESET_SIGNALS)
+                             setsigdef=_RESET_SIGNALS, setsid=True)  # as _default_signals
     except OSError:
         return None
     _, status = os.waitpid(pid, 0)
