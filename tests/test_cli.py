@@ -268,3 +268,43 @@ def test_tcpvm_shows_progress_building_the_base(lxcpath: str) -> None:
             with liblxc.Container(name, path) as c:
                 c.destroy()
         shutil.rmtree(path, ignore_errors=True)
+
+
+def test_imc_no_userns_runs_the_command_as_a_host_uid(lxcpath: str) -> None:
+    script = "id -u; cat /proc/self/uid_map"
+    inside = lxactors("imc", "--path", lxcpath, "--", "sh", "-c", script, check_rc=0).stdout
+    uid, mapping = inside.split("\n", 1)
+    # In the namespace: a small uid, and root's range mapped.
+    assert int(uid) < 65534 and mapping.split() == ["0", str(resolve_userns(True).uid), "65536"]
+    host = lxactors("imc", "--path", lxcpath, "--no-userns", "--", "sh", "-c", script,
+                    check_rc=0).stdout
+    uid, mapping = host.split("\n", 1)
+    # Without: a host uid from 200000 up, and the identity map of the host.
+    assert int(uid) >= 200_000 and mapping.split() == ["0", "0", "4294967295"]
+
+
+@pytest.mark.parametrize("flag, mapped", [([], True), (["--no-userns"], False)],
+                         ids=["default", "no-userns"])
+def test_tcpvm_clients_get_a_user_namespace_unless_told(lxcpath: str, flag: list[str],
+                                                        mapped: bool) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "lxactors", "tcpvm", "--listen",
+                             "127.0.0.1:0", "--path", lxcpath, *flag],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = _listening_port(proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(b"\necho map-$((1+1))=$(cat /proc/1/uid_map)=\n")
+            buf = b""
+            while not re.search(rb"map-2=([^=]*)=", buf):
+                chunk = s.recv(4096)
+                assert chunk, buf
+                buf += chunk
+        m = re.search(rb"map-2=([^=]*)=", buf)
+        assert m is not None
+        want = ["0", str(resolve_userns(True).uid), "65536"] if mapped else ["0", "0", "4294967295"]
+        assert m.group(1).decode().split() == want
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        assert proc.stderr is not None
+        proc.stderr.close()
