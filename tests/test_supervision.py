@@ -114,11 +114,18 @@ def test_owner_actor_failed(type_: str, lxcpath: str, named: Any) -> None:
 @pytest.mark.parametrize("type_", TYPES)
 def test_owner_thread_ended(type_: str, lxcpath: str, named: Any) -> None:
     name = named("thread")
-    refs: list[lxactors.ContainerRef] = []
-    t = threading.Thread(target=lambda: refs.append(lxactors.spawn(name, path=lxcpath, type=type_)))
+    states: list[str] = []
+
+    def owner() -> None:
+        ref = lxactors.spawn(name, path=lxcpath, type=type_)
+        # Read while the owner lives: once it ends, the supervisor may act
+        # within its next poll (50 ms), before this test looks again.
+        states.append(lxactors.container(ref).state())
+
+    t = threading.Thread(target=owner)
     t.start()
     t.join()
-    assert refs and _status(lxcpath, name)[1] == "RUNNING"
+    assert states == ["RUNNING"]
     _expect(lxcpath, name, type_)
 
 
