@@ -134,8 +134,11 @@ class Handle:
         if self.log_path:
             try:
                 with open(self.log_path, "rb") as f:
-                    f.seek(self.log_offset)
-                    lines = f.read(65536).decode("utf-8", "replace").splitlines()
+                    # The last 64 KiB since the request began: the cause
+                    # comes last (at DEBUG or TRACE there is much before it).
+                    size = os.fstat(f.fileno()).st_size
+                    f.seek(max(self.log_offset, size - 65536))
+                    lines = f.read().decode("utf-8", "replace").splitlines()
             except OSError:
                 pass
         return OpError(message, log=_errlog().report_lines(lines))
@@ -360,6 +363,29 @@ def _can_use_lxc_start(h: Handle, args: dict[str, Any], close_all_fds: bool,
         and path == path.rstrip("/")
         # -o would override a log file the user set on the handle.
         and _config_item(h.c, b"lxc.log.file").decode("utf-8", "surrogateescape") == h.log_path)
+
+
+def _find_lxc_start() -> str | None:
+    """liblxc's lxc-start, if it is the same liblxc version as ours."""
+    ours = ffi.string(lib.lxc_get_version()).decode()
+    for d in ("/usr/bin", "/bin", "/usr/local/bin"):
+        path = os.path.join(d, "lxc-start")
+        if not os.access(path, os.X_OK):
+            continue
+        r, w = os.pipe()
+        try:
+            pid = os.posix_spawn(path, [path, "--version"], {}, file_actions=[
+                (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+        except OSError:
+            os.close(r)
+            os.close(w)
+            continue
+        os.close(w)
+        with os.fdopen(r, "rb") as out:
+            version = out.read(256).decode("utf-8", "replace").strip()
+        os.waitpid(pid, 0)
+        return path if version == ours else None
+    return None
 
 
 def _start_with_lxc_start(h: Handle, args: dict[str, Any]) -> bool | None:
@@ -962,10 +988,7 @@ def main(argv: list[str]) -> int:
     _errlog()  # imported once here, not in every forked worker
     _userns()
     global LXC_START
-    for d in ("/usr/bin", "/bin", "/usr/local/bin"):
-        if os.access(os.path.join(d, "lxc-start"), os.X_OK):
-            LXC_START = os.path.join(d, "lxc-start")
-            break
+    LXC_START = _find_lxc_start()
     _cgroup_mounts()
     fd = int(argv[1])
     sock = socket.socket(fileno=fd)
