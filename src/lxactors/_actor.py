@@ -29,7 +29,7 @@ from lxactors._helperclient import Helper
 from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
 from lxactors._options import SpawnOptions, Type
 from lxactors._owner import Owner
-from lxactors._userns import idmap_of, unreachable_dir
+from lxactors._userns import reach_problem
 from lxactors.liblxc import Container
 
 __all__ = ["ContainerActor", "Intensity"]
@@ -105,13 +105,9 @@ class ContainerActor(pykka.ThreadingActor):
         self.handle = h
         if h.is_defined():
             self._check_userns(h)
-        if o.userns is not None:
-            blocked = unreachable_dir(h.get_config_path(), o.userns)
-            if blocked is not None:
-                raise LxcError(self.name, "spawn",
-                               f"{blocked} is closed to the container's root (host uid "
-                               f"{o.userns.uid}), which must reach its rootfs: "
-                               f"chmod o+x {blocked}, or use another path")
+        problem = reach_problem(h.get_config_path(), o.userns) if o.userns else None
+        if problem:
+            raise LxcError(self.name, "spawn", problem)
         if h.is_running():
             self._connect()
             return
@@ -154,7 +150,7 @@ class ContainerActor(pykka.ThreadingActor):
         want = self.options.userns
         if want is None:
             return
-        have = idmap_of(h.get_config_item("lxc.idmap").splitlines())
+        have = _base.container_idmap(h)
         if have == want:
             return
         was = "none" if have is None else f"ids {have.tag}"

@@ -19,8 +19,8 @@ from lxactors import liblxc
 from lxactors._chroot import FileSpec, Owner, apply_chroot, lower_dir, rootfs_dir
 from lxactors._userns import IdMap, idmap_of
 
-__all__ = ["BASE_NAME", "base_name", "ensure_base", "ephemeral_clone", "shell_on_tty1",
-           "root_owner"]
+__all__ = ["BASE_NAME", "base_name", "container_idmap", "ensure_base", "ephemeral_clone",
+           "root_owner", "shell_on_tty1"]
 
 log = logging.getLogger("lxactors")
 
@@ -41,9 +41,14 @@ def base_name(idmap: IdMap | None = None) -> str:
     return BASE_NAME if idmap is None else f"{BASE_NAME}-userns-{idmap.tag}"
 
 
+def container_idmap(container: liblxc.Container) -> IdMap | None:
+    """The mapping of the container's root, from its config (None: the host's root)."""
+    return idmap_of(container.get_config_item("lxc.idmap").splitlines())
+
+
 def root_owner(container: liblxc.Container) -> Owner:
     """The host (uid, gid) of the container's root, if it maps ids (else None)."""
-    idmap = idmap_of(container.get_config_item("lxc.idmap").splitlines())
+    idmap = container_idmap(container)
     return None if idmap is None else (idmap.uid, idmap.gid)
 
 

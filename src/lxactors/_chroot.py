@@ -138,28 +138,34 @@ def _parse_one(kind: object, e: object) -> ChrootSpec:
     raise ValueError(f"unknown chroot kind {kind!r}: use 'dir', 'copy' or 'file'")
 
 
+def _overlay(rootfs_path: str) -> tuple[str, str] | None:
+    """An overlay rootfs's (top lower layer, upper layer), from ``lxc.rootfs.path``.
+
+    liblxc reads it back as LOWER:UPPER, without the ``overlay:`` prefix.
+    """
+    path = rootfs_path.split(":", 1)[1] if rootfs_path.startswith(
+        ("overlay:", "overlayfs:")) else rootfs_path
+    if path.startswith("/") and ":" in path:
+        return path.split(":", 1)[0], path.rsplit(":", 1)[1]
+    return None
+
+
 def rootfs_dir(rootfs_path: str) -> str:
     """The host directory chroot specs write into, from ``lxc.rootfs.path``."""
     if rootfs_path.startswith("dir:"):
         return rootfs_path[4:]
-    path = rootfs_path.split(":", 1)[1] if rootfs_path.startswith(
-        ("overlay:", "overlayfs:")) else rootfs_path
-    if path.startswith("/") and ":" in path:
-        # overlay LOWER:UPPER (liblxc reads it back without the prefix):
-        # new files go to the upper layer.
-        return path.rsplit(":", 1)[1]
-    if path.startswith("/") and path == rootfs_path:
-        return path
+    layers = _overlay(rootfs_path)
+    if layers is not None:
+        return layers[1]  # new files go to the upper layer
+    if rootfs_path.startswith("/"):
+        return rootfs_path
     raise ValueError(f"chroot specs need a dir or overlay rootfs, not {rootfs_path!r}")
 
 
 def lower_dir(rootfs_path: str) -> str | None:
     """An overlay rootfs's lower layer, from ``lxc.rootfs.path`` (None: no overlay)."""
-    path = rootfs_path.split(":", 1)[1] if rootfs_path.startswith(
-        ("overlay:", "overlayfs:")) else rootfs_path
-    if path.startswith("/") and ":" in path:
-        return path.split(":", 1)[0]
-    return None
+    layers = _overlay(rootfs_path)
+    return None if layers is None else layers[0]
 
 
 #: (uid, gid) on the host of what chroot specs make (None: the caller's):

@@ -579,10 +579,7 @@ def _simple(method: str, *names: str) -> Any:
 def unlink_symlinked_rootfs(c: Any) -> None:
     """liblxc's destroy empties a dir rootfs (or overlay upper) by following a
     symlink put in its place or above it, then fails on the link: unlink it first."""
-    buf = ffi.new("char[]", 4096)
-    if c.get_config_item(c, b"lxc.rootfs.path", buf, 4096) <= 0:
-        return
-    rootfs = ffi.string(buf).decode("utf-8", "surrogateescape")
+    rootfs = _config_item(c, b"lxc.rootfs.path").decode("utf-8", "surrogateescape")
     if not rootfs.startswith(("dir:", "overlay:", "overlayfs:", "/")):
         return
     store = p = rootfs.rsplit(":", 1)[-1]  # dir:PATH, [overlay:]LOWER:UPPER: what destroy removes

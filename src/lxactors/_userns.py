@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 __all__ = ["IdMap", "resolve_userns", "default_idmap", "check_delegated", "delegated_line",
            "idmap_of",
-           "unreachable_dir", "SUBUID", "SUBGID", "DEFAULT_COUNT", "DEFAULT_START"]
+           "reach_problem", "unreachable_dir", "SUBUID", "SUBGID", "DEFAULT_COUNT", "DEFAULT_START"]
 
 log = logging.getLogger("lxactors")
 
@@ -277,6 +277,15 @@ def unreachable_dir(path: str, idmap: IdMap) -> str | None:
             continue
         return here
     return None
+
+
+def reach_problem(path: str, idmap: IdMap) -> str | None:
+    """Why the container's root could not reach a rootfs under *path* (None: it can)."""
+    blocked = unreachable_dir(path, idmap)
+    if blocked is None:
+        return None
+    return (f"{blocked} is closed to the container's root (host uid {idmap.uid}), which must "
+            f"reach its rootfs: chmod o+x {blocked}, or use another lxcpath")
 
 
 def idmap_of(items: Iterable[str]) -> IdMap | None:

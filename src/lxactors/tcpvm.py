@@ -40,7 +40,7 @@ from typing import Any
 import lxactors
 from lxactors._api import default_lxcpath
 from lxactors._options import parse_options
-from lxactors._userns import unreachable_dir
+from lxactors._userns import reach_problem
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -240,10 +240,9 @@ class TcpVm:
         options["userns"] = self.userns or False
         if self.userns is not None:
             path = options.get("path") or default_lxcpath()
-            blocked = unreachable_dir(path, self.userns)
-            if blocked is not None:
-                raise ValueError(f"lxcpath {path}: {blocked} is closed to the containers' root "
-                                 f"(host uid {self.userns.uid}); chmod o+x {blocked}")
+            problem = reach_problem(path, self.userns)
+            if problem:
+                raise ValueError(f"lxcpath {path}: {problem}")
         self.listen = listen
         self.max_clients = max_clients
         self.spawn_options = options
