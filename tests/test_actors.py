@@ -15,7 +15,7 @@ import pytest
 import lxactors
 from lxactors import liblxc
 from lxactors._userns import resolve_userns
-from tests.util import read_console_until
+from tests.util import read_console_until, status_field
 
 
 def test_console_round_trip(spawn: Any) -> None:
@@ -247,8 +247,7 @@ def test_a_failed_start_reports_its_cause_and_no_noise(spawn: Any, lxcpath: str)
 
 
 def _ignored_signals(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(ln for ln in f if ln.startswith("SigIgn:")).split()[1], 16)
+    return int(status_field(pid, "SigIgn"), 16)
 
 
 @pytest.mark.parametrize("options", [{}, {"nocloseallfds": True}], ids=["lxc-start", "in-process"])

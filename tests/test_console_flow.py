@@ -10,15 +10,11 @@ from typing import Any
 import pykka
 
 import lxactors
-from tests.util import read_console_until
+from tests.util import read_console_until, status_field
 
 
 def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    return int(status_field("self", "VmRSS").split()[0])
 
 
 class SlowOwner(pykka.ThreadingActor):

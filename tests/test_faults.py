@@ -29,23 +29,12 @@ from lxactors import _errlog, liblxc
 from lxactors._helperclient import helper
 from tests import leaks
 from tests.conftest import unique_name
-from tests.util import read_console_until, remove_container
+from tests.util import read_console_until, remove_container, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def pid_gone(pid: int) -> bool:
@@ -194,7 +183,7 @@ def test_init_sigkilled_owner_told_signal_9_and_temporary_deleted(lxcpath: str, 
     pid = lxactors.container(ref).init_pid()
     assert pid and os.path.isdir(os.path.join(lxcpath, ref.name))
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not ref.alive, what="the container's actor to end")
+    wait_for(lambda: not ref.alive, 10, "the container's actor to end")
     exited = [m for m in recorder.received().get() if isinstance(m, lxactors.ContainerExited)]
     assert len(exited) == 1, exited
     assert (exited[0].container, exited[0].reason, exited[0].signal) == (ref.name, "signal", 9)

@@ -16,7 +16,7 @@ import pytest
 
 from lxactors import LxcError, imc, liblxc
 from lxactors._userns import resolve_userns
-from tests.util import host_uid, pids_in_pidns_of
+from tests.util import host_uid, made_bridge, pids_in_pidns_of
 
 
 def _gone(lxcpath: str, name: str) -> bool:
@@ -239,14 +239,8 @@ def test_bad_arguments_fail_before_anything_runs(lxcpath: str) -> None:
 def bridge() -> Iterator[str]:
     if shutil.which("ip") is None:
         pytest.skip("needs iproute2")
-    name = f"lxaimc{os.getpid() % 10000}"
-    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
-    try:
-        subprocess.run(["ip", "addr", "add", "10.213.7.1/24", "dev", name], check=True)
-        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    with made_bridge("lxaimc", "10.213.7.1/24") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "link", "del", name], check=False)
 
 
 def test_network_on_a_bridge(lxcpath: str, bridge: str) -> None:

@@ -21,18 +21,9 @@ import pytest
 
 from lxactors import liblxc
 from lxactors._helperclient import helper
-from tests.util import wait_for
+from tests.util import status_field, wait_for
 
 MIB = 1 << 20
-
-
-def status_field(pid: int | str, field: str) -> str:
-    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key == field:
-                return value.strip()
-    raise KeyError(field)
 
 
 def rss_bytes(pid: int | str) -> int:

@@ -22,7 +22,7 @@ import lxactors
 from lxactors import _errlog, liblxc
 from lxactors._helperclient import helper
 from tests import leaks
-from tests.util import remove_container
+from tests.util import made_bridge, remove_container, status_field
 
 pytestmark = pytest.mark.slow
 
@@ -213,19 +213,13 @@ def count(lxcpath: str, names: set[str], prefix: str, bridge: str) -> Counts:
 
 
 def rss_kib() -> int:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return int(status_field("self", "VmRSS").split()[0])
 
 
 @pytest.fixture
 def bridge() -> Iterator[str]:
-    name = f"lxh7br{os.getpid() % 10000}"
-    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
-    try:
-        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    with made_bridge("lxh7br") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "link", "del", name], check=False)
 
 
 def test_spawn_exit_cycles_leak_nothing(lxcpath: str, bridge: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import lxactors
 from lxactors import liblxc
-from tests.util import read_console_until
+from tests.util import read_console_until, status_field
 
 
 def _sh(ref: lxactors.ContainerRef, script: str) -> str:
@@ -112,8 +112,7 @@ def test_exec_wraps_the_helper_process(spawn: Any) -> None:
     pid = lxactors.container(ref).init_pid()
     assert pid
     # The monitor forks from the wrapped helper: it inherits its environment.
-    with open(f"/proc/{pid}/status") as f:
-        ppid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    ppid = int(status_field(pid, "PPid"))
     with open(f"/proc/{ppid}/environ", "rb") as f:
         assert b"LXACTORS_WRAPPED=yes" in f.read().split(b"\0")
 

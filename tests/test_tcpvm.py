@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -16,7 +15,7 @@ import pytest
 
 from lxactors import liblxc, tcpvm
 from lxactors._userns import resolve_userns
-from tests.util import host_uid, pids_in_pidns_of
+from tests.util import host_uid, made_bridge, pids_in_pidns_of, status_field, wait_for
 
 HOST = re.compile(rb"host=([A-Za-z0-9-]+)=")
 
@@ -96,14 +95,6 @@ def hostname_of(sock: socket.socket) -> str:
     m = HOST.search(read_until(sock, HOST))
     assert m is not None
     return m.group(1).decode()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        time.sleep(0.02)
 
 
 def ours(lxcpath: str) -> set[str]:
@@ -233,13 +224,8 @@ def test_bad_arguments() -> None:
 def bridge() -> Iterator[str]:
     if shutil.which("ip") is None:
         pytest.skip("needs iproute2")
-    name = f"lxatcp{os.getpid() % 10000}"
-    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
-    try:
-        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    with made_bridge("lxatcp") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "link", "del", name], check=False)
 
 
 def _ports(bridge: str) -> str:
@@ -293,8 +279,4 @@ def test_userns_false_gives_the_client_the_hosts_root(server: Callable[..., Serv
 
 
 def _pid_inside(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("NSpid:"):
-                return int(line.split()[-1])
-    raise AssertionError(f"no NSpid for {pid}")
+    return int(status_field(pid, "NSpid").split()[-1])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import lxactors
 from lxactors import liblxc
@@ -53,15 +55,22 @@ def remove_container(name: str, lxcpath: str) -> None:
         pass
 
 
-def host_uid(pid: int) -> int:
-    """The real uid of *pid* as the host sees it (from /proc/PID/status)."""
+def status_field(pid: int | str, field: str) -> str:
+    """One field of /proc/PID/status (PID may be "self"), without its name."""
     with open(f"/proc/{pid}/status", encoding="utf-8") as f:
         for line in f:
-            if line.startswith("Uid:"):
-                real, effective, saved, fs = (int(x) for x in line.split()[1:])
-                assert real == effective == saved == fs, line
-                return real
-    raise AssertionError(f"no Uid line for pid {pid}")
+            key, _, value = line.partition(":")
+            if key == field:
+                return value.strip()
+    raise KeyError(field)
+
+
+def host_uid(pid: int) -> int:
+    """The real uid of *pid* as the host sees it (from /proc/PID/status)."""
+    uids = status_field(pid, "Uid")
+    real, effective, saved, fs = (int(x) for x in uids.split())
+    assert real == effective == saved == fs, uids
+    return real
 
 
 def pids_in_pidns_of(pid: int) -> list[int]:
@@ -76,3 +85,17 @@ def pids_in_pidns_of(pid: int) -> list[int]:
             except OSError:
                 pass  # gone meanwhile
     return found
+
+
+@contextmanager
+def made_bridge(prefix: str, address: str | None = None) -> Iterator[str]:
+    """A Linux bridge made for the test (``PREFIX<pid>``), up, with *address*; deleted after."""
+    name = f"{prefix}{os.getpid() % 10000}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        if address is not None:
+            subprocess.run(["ip", "addr", "add", address, "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
