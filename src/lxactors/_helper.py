@@ -240,7 +240,7 @@ def _leave_monitor_cgroups(before: dict[frozenset[str], str]) -> None:
 # --------------------------------------------------------------------------- ops
 
 
-#: Config items whose programs liblxc runs at start with its own PATH.
+#: Config items whose programs liblxc runs (at start or stop) with the monitor's PATH.
 _START_PROGRAMS = tuple(f"lxc.hook.{h}".encode() for h in (
     "pre-start", "pre-mount", "mount", "autodev", "start", "start-host", "stop", "post-stop"))
 
@@ -279,7 +279,7 @@ def _needs_path(c: Any) -> bool:
         if link and not os.path.isdir(os.path.join("/sys/class/net", link, "bridge")):
             return True
     rootfs = _config_item(c, b"lxc.rootfs.path")
-    return not (rootfs.startswith((b"/", b"dir:", b"overlay:", b"overlayfs:")) or not rootfs)
+    return bool(rootfs) and not rootfs.startswith((b"/", b"dir:", b"overlay:", b"overlayfs:"))
 
 
 def _write_id_maps_directly(c: Any) -> None:
