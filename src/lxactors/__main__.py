@@ -60,8 +60,7 @@ def _check_template(template: str) -> None:
 def _lxcpath(path: str | None) -> str:
     from lxactors import liblxc
 
-    return os.path.abspath(path) if path else (
-        liblxc.get_global_config_item("lxc.lxcpath") or "/var/lib/lxc")
+    return os.path.abspath(path) if path else liblxc.default_lxcpath()
 
 
 # ---------------------------------------------------------------- demo

@@ -17,7 +17,7 @@ from lxactors._options import TYPES, Type, parse_options
 from lxactors._owner import Mailbox, Owner, as_owner
 from lxactors._supervisor import Entry, supervisor
 from lxactors._validate import check_timeout
-from lxactors.liblxc import Container, get_global_config_item
+from lxactors.liblxc import Container, default_lxcpath
 
 __all__ = ["ContainerRef", "spawn", "exit", "send", "type", "container", "console"]
 
@@ -81,10 +81,6 @@ class ContainerRef:
 
     def __repr__(self) -> str:
         return f"<ContainerRef {self.name!r} in {self.path} {'alive' if self.alive else 'ended'}>"
-
-
-def default_lxcpath() -> str:
-    return get_global_config_item("lxc.lxcpath") or "/var/lib/lxc"
 
 
 def spawn(name: str = "", *, owner: object = None, restarts: int = 3,

@@ -64,7 +64,7 @@ _lock = threading.Lock()
 
 
 def _lxcpath(path: str | None) -> str:
-    return path or liblxc.get_global_config_item("lxc.lxcpath") or "/var/lib/lxc"
+    return path or liblxc.default_lxcpath()
 
 
 def ensure_base(path: str | None, idmap: IdMap | None = None, template: str = "busybox",

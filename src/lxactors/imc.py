@@ -39,7 +39,6 @@ from types import TracebackType
 from typing import Any, NamedTuple, cast
 
 import lxactors
-from lxactors._api import default_lxcpath
 from lxactors._errors import LxcError, LxcTimeoutError
 from lxactors._options import random_name
 from lxactors._owner import Mailbox, Owner, as_owner
@@ -232,7 +231,7 @@ def _plan(cmd: Sequence[str], *, path: str | None, uid: int | None, gid: int | N
     idmap = resolve_userns(userns)
     uid, gid = _ids(uid, gid, idmap)
     size = _size(tmpfs_size)
-    lxcpath = os.path.abspath(path) if path else default_lxcpath()
+    lxcpath = os.path.abspath(path) if path else lxactors.liblxc.default_lxcpath()
     rel_binds = [_check_host_dir(b) for b in binds]
     present = [b for b in rel_binds if os.path.exists("/" + b)]
     envbin = _inside(present, ("/usr/bin/env", "/bin/env"))

@@ -39,6 +39,7 @@ __all__ = [
     "list_all_containers",
     "get_version",
     "get_global_config_item",
+    "default_lxcpath",
     "get_wait_states",
     "config_item_is_supported",
     "has_api_extension",
@@ -833,6 +834,11 @@ def get_version() -> str:
 
 def get_global_config_item(key: str) -> str | None:
     return from_c(lib.lxc_get_global_config_item(v.check_key(key)))
+
+
+def default_lxcpath() -> str:
+    """The lxcpath used when none is given: liblxc's ``lxc.lxcpath`` (``/var/lib/lxc``)."""
+    return get_global_config_item("lxc.lxcpath") or "/var/lib/lxc"
 
 
 _wait_states: tuple[str, ...] = ()

@@ -38,7 +38,6 @@ from types import TracebackType
 from typing import Any
 
 import lxactors
-from lxactors._api import default_lxcpath
 from lxactors._options import parse_options
 from lxactors._userns import reach_problem
 
@@ -239,7 +238,7 @@ class TcpVm:
         self.userns = parse_options("", options)[2].userns
         options["userns"] = self.userns or False
         if self.userns is not None:
-            path = options.get("path") or default_lxcpath()
+            path = options.get("path") or lxactors.liblxc.default_lxcpath()
             problem = reach_problem(path, self.userns)
             if problem:
                 raise ValueError(f"lxcpath {path}: {problem}")
