@@ -311,15 +311,19 @@ class ContainerActor(pykka.ThreadingActor):
             self._on_end(self)
         self.stop()
 
+    def _unwatch(self) -> None:
+        """Stop waiting for init's exit (this actor handles it, or has ended)."""
+        if self._cancel_watch is not None:
+            self._cancel_watch()
+            self._cancel_watch = None
+
     def _close_console(self) -> None:
         if self.console is not None:
             self.console.close()
             self.console = None
 
     def _release(self) -> None:
-        if self._cancel_watch is not None:
-            self._cancel_watch()
-            self._cancel_watch = None
+        self._unwatch()
         self._close_console()
         if self.handle is not None:
             self.handle.close()
@@ -346,9 +350,7 @@ class ContainerActor(pykka.ThreadingActor):
                 self._kill_init()
             h.stop()
             h.wait("STOPPED", 10)
-        if self._cancel_watch is not None:
-            self._cancel_watch()
-            self._cancel_watch = None
+        self._unwatch()
         exited = (self._exit_message() if self.init_pid is not None
                   else ContainerExited(self.name, reason))
         self._ended(exited)
@@ -378,10 +380,7 @@ class ContainerActor(pykka.ThreadingActor):
         action = on_owner_exit(self.type)
         if not action.stop:
             log.info("owner of %s container %s died; left running", self.type, self.name)
-            self._release()
-            if self._on_end is not None:
-                self._on_end(self)
-            self.stop()
+            self._finish()
             return
         self._exit_reason = "kill"
         self._close_console()
@@ -389,9 +388,7 @@ class ContainerActor(pykka.ThreadingActor):
         with contextlib.suppress(LxcError):
             if h.is_running():
                 h.stop()
-        if self._cancel_watch is not None:
-            self._cancel_watch()
-            self._cancel_watch = None
+        self._unwatch()
         self.init_pid = None
         if action.destroy:
             self._destroy()
