@@ -14,9 +14,7 @@ import logging
 import os
 import re
 import signal
-import time
 import tty
-from collections import deque
 from typing import Any
 
 import pykka
@@ -27,37 +25,17 @@ from lxactors._console import Console, hub
 from lxactors._errors import LxcError
 from lxactors._helperclient import Helper
 from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
-from lxactors._options import SpawnOptions, Type
+from lxactors._options import SpawnOptions
 from lxactors._owner import Owner
+from lxactors._policy import Intensity, Type, on_container_end, on_owner_exit
 from lxactors._userns import reach_problem
 from lxactors.liblxc import Container
 
-__all__ = ["ContainerActor", "Intensity"]
+__all__ = ["ContainerActor"]
 
 log = logging.getLogger("lxactors")
 
 _ENDED = re.compile(r"Child <(\d+)> ended on (error \((\d+)\)|signal [^(]*\((\d+)\))")
-
-
-class Intensity:
-    """OTP-style restart intensity: at most ``restarts`` within ``period`` seconds."""
-
-    def __init__(self, restarts: int = 3, period: float = 5.0) -> None:
-        self.restarts = restarts
-        self.period = period
-        self._times: deque[float] = deque()
-        self.count = 0
-
-    def allow(self) -> bool:
-        """Record a restart; False if it would exceed the intensity."""
-        now = time.monotonic()
-        while self._times and now - self._times[0] > self.period:
-            self._times.popleft()
-        if len(self._times) >= self.restarts:
-            return False
-        self._times.append(now)
-        self.count += 1
-        return True
 
 
 class ContainerActor(pykka.ThreadingActor):
@@ -301,11 +279,8 @@ class ContainerActor(pykka.ThreadingActor):
         self.init_pid = None
         self._close_console()
         self.owner.deliver(exited)
-        requested = self._exit_reason is not None
-        restart = not requested and (
-            self.type == "permanent" or (self.type == "transient" and not exited.normal)
-        )
-        if restart:
+        action = on_container_end(self.type, exited.normal, requested=self._exit_reason is not None)
+        if action.restart:
             if self.intensity.allow():
                 try:
                     self._start()
@@ -316,7 +291,7 @@ class ContainerActor(pykka.ThreadingActor):
                     return
             self.owner.deliver(GaveUp(self.name, self.intensity.count, self.intensity.period,
                                       exited))
-        if self.type == "temporary":
+        if action.destroy:
             self._destroy()
         self._finish()
 
@@ -336,15 +311,19 @@ class ContainerActor(pykka.ThreadingActor):
             self._on_end(self)
         self.stop()
 
+    def _unwatch(self) -> None:
+        """Stop waiting for init's exit (this actor handles it, or has ended)."""
+        if self._cancel_watch is not None:
+            self._cancel_watch()
+            self._cancel_watch = None
+
     def _close_console(self) -> None:
         if self.console is not None:
             self.console.close()
             self.console = None
 
     def _release(self) -> None:
-        if self._cancel_watch is not None:
-            self._cancel_watch()
-            self._cancel_watch = None
+        self._unwatch()
         self._close_console()
         if self.handle is not None:
             self.handle.close()
@@ -371,9 +350,7 @@ class ContainerActor(pykka.ThreadingActor):
                 self._kill_init()
             h.stop()
             h.wait("STOPPED", 10)
-        if self._cancel_watch is not None:
-            self._cancel_watch()
-            self._cancel_watch = None
+        self._unwatch()
         exited = (self._exit_message() if self.init_pid is not None
                   else ContainerExited(self.name, reason))
         self._ended(exited)
@@ -400,12 +377,10 @@ class ContainerActor(pykka.ThreadingActor):
         h = self.handle
         if h is None:
             return
-        if self.type == "permanent":
-            log.info("owner of permanent container %s died; left running", self.name)
-            self._release()
-            if self._on_end is not None:
-                self._on_end(self)
-            self.stop()
+        action = on_owner_exit(self.type)
+        if not action.stop:
+            log.info("owner of %s container %s died; left running", self.type, self.name)
+            self._finish()
             return
         self._exit_reason = "kill"
         self._close_console()
@@ -413,11 +388,9 @@ class ContainerActor(pykka.ThreadingActor):
         with contextlib.suppress(LxcError):
             if h.is_running():
                 h.stop()
-        if self._cancel_watch is not None:
-            self._cancel_watch()
-            self._cancel_watch = None
+        self._unwatch()
         self.init_pid = None
-        if self.type == "temporary":
+        if action.destroy:
             self._destroy()
         self._finish()
 

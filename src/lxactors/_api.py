@@ -9,12 +9,13 @@ from typing import Any, cast
 
 import pykka
 
-from lxactors._actor import ContainerActor, Intensity
+from lxactors._actor import ContainerActor
 from lxactors._console import Console
 from lxactors._errors import LxcError
 from lxactors._messages import ContainerExited, Message
-from lxactors._options import TYPES, Type, parse_options
+from lxactors._options import parse_options
 from lxactors._owner import Mailbox, Owner, as_owner
+from lxactors._policy import Intensity, Type, check_type
 from lxactors._supervisor import Entry, supervisor
 from lxactors._validate import check_timeout
 from lxactors.liblxc import Container, default_lxcpath
@@ -175,8 +176,7 @@ def type(ref: ContainerRef, new: Type | None = None) -> Type:
     _check_ref(ref)
     if new is None:
         return cast(Type, ref._ask("get_type"))
-    if new not in TYPES:
-        raise ValueError(f"type must be one of {TYPES}, not {new!r}")
+    new = check_type(new)
     ref._ask("set_type", new)
     supervisor().set_type(ref._entry, new)
     return new

@@ -16,7 +16,7 @@ import os
 import threading
 
 from lxactors import liblxc
-from lxactors._chroot import FileSpec, Owner, apply_chroot, lower_dir, rootfs_dir
+from lxactors._chroot import FileOwner, FileSpec, apply_chroot, lower_dir, rootfs_dir
 from lxactors._userns import IdMap, idmap_of
 
 __all__ = ["BASE_NAME", "base_name", "container_idmap", "ensure_base", "ephemeral_clone",
@@ -46,7 +46,7 @@ def container_idmap(container: liblxc.Container) -> IdMap | None:
     return idmap_of(container.get_config_item("lxc.idmap").splitlines())
 
 
-def root_owner(container: liblxc.Container) -> Owner:
+def root_owner(container: liblxc.Container) -> FileOwner:
     """The host (uid, gid) of the container's root, if it maps ids (else None)."""
     idmap = container_idmap(container)
     return None if idmap is None else (idmap.uid, idmap.gid)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from lxactors._errors import LxcError
 
-__all__ = ["DirSpec", "FileSpec", "CopySpec", "ChrootSpec", "Owner", "parse_chroot",
+__all__ = ["DirSpec", "FileSpec", "CopySpec", "ChrootSpec", "FileOwner", "parse_chroot",
            "apply_chroot", "lower_dir", "rootfs_dir"]
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -170,7 +170,7 @@ def lower_dir(rootfs_path: str) -> str | None:
 
 #: (uid, gid) on the host of what chroot specs make (None: the caller's):
 #: root of a user-namespaced container, or files it sees owned by nobody.
-Owner = tuple[int, int] | None
+FileOwner = tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ class _Layers:
     and the overlay's lower layer whose directories an upper one must copy."""
 
     rootfd: int
-    owner: Owner = None
+    owner: FileOwner = None
     lower: str | None = None
 
     def like_lower(self, parts: tuple[str, ...]) -> os.stat_result | None:
@@ -266,7 +266,7 @@ def _write(layers: _Layers, parts: tuple[str, ...], data: bytes, mode: int | Non
 
 
 def apply_chroot(container: str, rootfs: str, specs: Sequence[ChrootSpec],
-                 owner: Owner = None, lower: str | None = None) -> None:
+                 owner: FileOwner = None, lower: str | None = None) -> None:
     """Make *specs* inside the directory *rootfs*; raise LxcError naming the spec.
 
     What is made is owned by *owner*, but for directories that the overlay

@@ -25,6 +25,7 @@ from typing import Any
 from lxactors._errors import LxcError, LxcTimeoutError
 from lxactors._messages import ConsoleOutput
 from lxactors._owner import Owner
+from lxactors._singleton import PerProcess
 
 __all__ = ["Console", "hub", "DEFAULT_WINDOW"]
 
@@ -276,16 +277,9 @@ class _Hub:
                 log.exception("lxactors console thread")
 
 
-_hub: _Hub | None = None
-_hub_lock = threading.Lock()
-_hub_pid = 0
+_hub = PerProcess(_Hub)
 
 
 def hub() -> _Hub:
     """The process's console thread (started on first use, again after fork)."""
-    global _hub, _hub_pid
-    with _hub_lock:
-        if _hub is None or _hub_pid != os.getpid():
-            _hub = _Hub()
-            _hub_pid = os.getpid()
-        return _hub
+    return _hub.get()

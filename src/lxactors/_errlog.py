@@ -15,14 +15,12 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from itertools import count
+
+from lxactors._singleton import PerProcess
 
 __all__ = ["HandleLog", "is_noise", "log_dir", "report_lines", "strip_from_config"]
 
-_lock = threading.Lock()
-_dir: str | None = None
-_dir_pid = 0
 _seq = count()
 #: Upper bound on what is read back for one error: the last lines matter.
 _MAX_READ = 64 * 1024
@@ -48,15 +46,18 @@ def is_noise(line: str) -> bool:
     return any(n in line for n in _NOISE)
 
 
+def _make_log_dir() -> str:
+    path = tempfile.mkdtemp(prefix=f"lxactors-{os.getpid()}-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+_dir = PerProcess(_make_log_dir)
+
+
 def log_dir() -> str:
     """This process's private log directory (made on first use, removed at exit)."""
-    global _dir, _dir_pid
-    with _lock:
-        if _dir is None or _dir_pid != os.getpid():
-            _dir = tempfile.mkdtemp(prefix=f"lxactors-{os.getpid()}-")
-            _dir_pid = os.getpid()
-            atexit.register(shutil.rmtree, _dir, True)
-        return _dir
+    return _dir.get()
 
 
 class HandleLog:

@@ -7,17 +7,15 @@ import secrets
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from lxactors import _validate as v
 from lxactors._chroot import ChrootSpec, parse_chroot
 from lxactors._console import DEFAULT_WINDOW
+from lxactors._policy import Type, check_type
 from lxactors._userns import IdMap, resolve_userns
 
-__all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name", "TYPES", "Type"]
-
-Type = Literal["temporary", "transient", "permanent"]
-TYPES: tuple[Type, ...] = ("temporary", "transient", "permanent")
+__all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name"]
 
 #: verbose level -> liblxc log level.
 LOG_LEVELS = ("ERROR", "WARN", "NOTICE", "INFO", "DEBUG", "TRACE")
@@ -165,8 +163,8 @@ def parse_options(name: object, options: Mapping[str, Any]) -> tuple[str, bool, 
             raise ValueError("start useinit must be true, false, 0 or 1")
     else:
         o.pop("start", None)
-    if o.get("type") is not None and o["type"] not in TYPES:
-        raise ValueError(f"type must be one of {TYPES}, not {o['type']!r}")
+    if o.get("type") is not None:
+        o["type"] = check_type(o["type"])
     if "window" in o:
         o["window"] = v.check_int(o["window"], "window", low=1, high=1 << 30)
     for flag in ("nodaemonize", "nocloseallfds"):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,8 @@ import pykka
 
 from lxactors._helperclient import helper
 from lxactors._owner import Owner
+from lxactors._policy import Type
+from lxactors._singleton import PerProcess
 
 __all__ = ["Entry", "supervisor"]
 
@@ -40,7 +41,7 @@ class Entry:
     path: str
     actor: pykka.ActorRef[Any]
     owner: Owner
-    type: str
+    type: Type
 
 
 class _Supervisor:
@@ -61,7 +62,7 @@ class _Supervisor:
         with self._lock:
             return self._entries.get((path, name))
 
-    def set_type(self, entry: Entry, type_: str) -> None:
+    def set_type(self, entry: Entry, type_: Type) -> None:
         entry.type = type_
         helper().register(entry.path, entry.name, type_)
 
@@ -103,25 +104,20 @@ class _Supervisor:
                     log.exception("lxactors supervisor")
 
 
-_supervisor: _Supervisor | None = None
-_supervisor_lock = threading.Lock()
-_supervisor_pid = 0
+_supervisor = PerProcess(_Supervisor)
 
 
 def supervisor() -> _Supervisor:
-    global _supervisor, _supervisor_pid
-    with _supervisor_lock:
-        if _supervisor is None or _supervisor_pid != os.getpid():
-            _supervisor = _Supervisor()
-            _supervisor_pid = os.getpid()
-        return _supervisor
+    """The process's supervisor (its thread started on first use, again after fork)."""
+    return _supervisor.get()
 
 
 def _at_exit() -> None:
     """Interpreter exit: the helper applies the policies as it would on SIGKILL."""
-    if _supervisor is not None and _supervisor_pid == os.getpid():
-        _supervisor._stop.set()
-        if _supervisor.entries():
+    sup = _supervisor.peek()
+    if sup is not None:
+        sup._stop.set()
+        if sup.entries():
             try:
                 helper()._ensure()  # a helper that died since the last poll is replaced first
             except Exception as exc:
