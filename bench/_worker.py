@@ -557,12 +557,12 @@ def lx_profile(a: dict[str, Any]) -> dict[str, Any]:
         wrap(owner, attr, label)
     helper_call = _helperclient.Helper.call
 
-    def call(self: Any, op: str, *args: Any, **kw: Any) -> Any:
+    def call(self: Any, req: Any, *args: Any, **kw: Any) -> Any:
         t = now()
         try:
-            return helper_call(self, op, *args, **kw)
+            return helper_call(self, req, *args, **kw)
         finally:
-            acc[f"helper round trip: {op}"].append(now() - t)
+            acc[f"helper round trip: {req.op}"].append(now() - t)
 
     _helperclient.Helper.call = call  # type: ignore[method-assign]
     path = a["path"]

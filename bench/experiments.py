@@ -48,7 +48,8 @@ def per_call_us(fn: Callable[[], object], number: int, repeat: int = 3) -> float
 
 
 def exp_helper(path: str) -> tuple[str, Rows]:
-    from lxactors._errors import HelperError
+    from lxactors._errors import LxcError
+    from lxactors._helper import wire
     from lxactors._helperclient import helper
 
     h = helper()
@@ -67,8 +68,9 @@ def exp_helper(path: str) -> tuple[str, Rows]:
     for _ in range(n):
         t = time.perf_counter()
         try:
-            h.call("no-such-op", {}, timeout=5)  # forks a worker, which answers "unknown"
-        except HelperError:
+            # Forks a worker, which finds no such container and says so.
+            h.call(wire.Destroy(name="x", path="/nonexistent", log=None), timeout=5)
+        except LxcError:
             pass
         lat.append(time.perf_counter() - t)
     time.sleep(1.2)  # the helper reaps its workers once a second
@@ -76,9 +78,9 @@ def exp_helper(path: str) -> tuple[str, Rows]:
     reg = []
     for _ in range(n):
         t = time.perf_counter()
-        h.call("register", {"path": "/nonexistent", "name": "x", "type": "temporary"}, timeout=5)
+        h.call(wire.Register(path="/nonexistent", name="x", type="temporary"), timeout=5)
         reg.append(time.perf_counter() - t)
-    h.call("unregister", {"path": "/nonexistent", "name": "x"}, timeout=5)
+    h.call(wire.Unregister(path="/nonexistent", name="x"), timeout=5)
 
     # What a worker pays to import _errlog (clone's strip_log_line does), and
     # what it would pay if the helper imported it once before forking.

@@ -409,7 +409,7 @@ def readline_within(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 def helper_children(pid: int) -> set[int]:
-    """Helper processes (``_helper.py``) whose parent is *pid*."""
+    """Helper processes (``lxactors._helper``) whose parent is *pid*."""
     out = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -421,7 +421,7 @@ def helper_children(pid: int) -> set[int]:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
-        if ppid == pid and b"_helper.py" in cmd:
+        if ppid == pid and b"lxactors._helper" in cmd:
             out.add(int(entry))
     return out
 

@@ -816,7 +816,7 @@ def test_want_daemonize_false(make_container) -> None:
     with open(f"/proc/{ppid}/cmdline", "rb") as f:
         cmd = f.read()
     assert not cmd.startswith(b"[lxc monitor]")
-    assert b"_helper.py" in cmd
+    assert b"lxactors._helper" in cmd
     c.stop()
     wait_for(lambda: pid_gone(ppid), what="the foreground monitor to exit")
     c.want_daemonize(True)

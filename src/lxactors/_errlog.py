@@ -30,9 +30,9 @@ _MAX_LINES = 20
 _QUIET = ("INFO ", "NOTICE ", "DEBUG ", "TRACE ")
 #: Lines that say nothing about a failure, or mislead: the helper keeps
 #: newuidmap and newgidmap off liblxc's PATH on purpose (see
-#: _helper._write_id_maps_directly); lxc-start, which the helper may start
+#: _helper.start._write_id_maps_directly); lxc-start, which the helper may start
 #: containers with, gives command-line advice; the monitor cgroups it cannot
-#: remove then, the helper removes (_helper._remove_monitor_cgroups); a user
+#: remove then, the helper removes (_helper.cgroups.remove_monitor_cgroups); a user
 #: namespace's cgroup chown warns about files this kernel does not have.
 _NOISE = ("newuidmap binary is missing", "newgidmap binary is missing",
           "The container failed to start", "run the container in foreground mode",

@@ -1,19 +1,20 @@
-"""The user-side end of the helper process (see ``_helper``).
+"""The user-side end of the helper process (see ``lxactors._helper``).
 
 One helper per process, started on first use and started again if it dies
 or the process forks.  Calls from many threads run concurrently: each request
-has its own reply pipe and its own worker in the helper.
+has its own reply pipe and its own worker in the helper.  Requests are the
+typed ones of ``lxactors._helper.wire``, which both ends speak.
 """
 
 from __future__ import annotations
 
 import array
 import errno
+import functools
 import os
-import pickle
 import select
+import site
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -23,10 +24,11 @@ from typing import Any
 
 from lxactors._errlog import log_dir
 from lxactors._errors import HelperError, LxcError, LxcTimeoutError
+from lxactors._helper import wire
+from lxactors._singleton import PerProcess
 
-__all__ = ["Helper", "Reply", "helper", "set_helper_wrapper"]
+__all__ = ["Helper", "Reply", "helper", "helper_command", "set_helper_wrapper"]
 
-HELPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_helper.py")
 #: Default timeout for a helper round trip, in seconds.
 DEFAULT_TIMEOUT = 120.0
 #: Largest request the helper socket (SOCK_SEQPACKET, default wmem) carries.
@@ -40,18 +42,18 @@ class Reply:
         self.fd = fd
         self.container = container
         self.operation = operation
-        self._buf = bytearray()
+        self._frames = wire.FrameReader()
 
     def frame(self, timeout: float | None) -> Any:
         """Return the next frame's value, raising what the worker reported."""
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         while True:
-            if len(self._buf) >= 4:
-                (size,) = struct.unpack("!I", self._buf[:4])
-                if len(self._buf) >= 4 + size:
-                    data = bytes(self._buf[4 : 4 + size])
-                    del self._buf[: 4 + size]
-                    return self._decode(pickle.loads(data))
+            try:
+                frame = self._frames.pop()
+            except wire.WireError as exc:
+                raise HelperError(self.container, self.operation, f"bad reply: {exc}") from None
+            if frame is not None:
+                return self._decode(frame)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise LxcTimeoutError(
@@ -68,7 +70,7 @@ class Reply:
                 raise HelperError(
                     self.container, self.operation, "the helper worker ended without answering"
                 )
-            self._buf += chunk
+            self._frames.feed(chunk)
 
     def _decode(self, frame: tuple[Any, ...]) -> Any:
         if frame[0] == "ok":
@@ -127,34 +129,33 @@ class Helper:
             self._spawn()
             assert self._sock is not None
             for (path, name), type_ in list(self._registry.items()):
-                self._send_registry(self._sock, "register", path, name, type_)
+                self._send_registry(self._sock, wire.Register(path=path, name=name, type=type_))
             return self._sock
 
     @staticmethod
-    def _send_registry(sock: socket.socket, op: str, path: str, name: str,
-                       type_: str | None) -> None:
-        payload = pickle.dumps((op, {"path": path, "name": name, "type": type_}))
+    def _send_registry(sock: socket.socket, req: wire.Register) -> None:
+        payload = wire.encode_request(req)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))])
         finally:
             os.close(w)
-        with Reply(r, name, op) as reply:
+        with Reply(r, req.name, req.op) as reply:
             reply.frame(10)
 
     def register(self, path: str, name: str, type_: str) -> None:
         """Tell the helper the container's type, for the case this process dies."""
+        req = wire.Register(path=path, name=name, type=type_)
         with self._lock:
             self._registry[(path, name)] = type_
-        self.call("register", {"path": path, "name": name, "type": type_}, container=name,
-                  timeout=10)
+        self.call(req, container=name, timeout=10)
 
     def unregister(self, path: str, name: str) -> None:
         with self._lock:
             if self._registry.pop((path, name), None) is None:
                 return
         if self._sock is not None and self._pid == os.getpid():
-            self.call("unregister", {"path": path, "name": name}, container=name, timeout=10)
+            self.call(wire.Unregister(path=path, name=name), container=name, timeout=10)
 
     def _spawn(self) -> None:
         if self._pid == os.getpid():
@@ -162,7 +163,7 @@ class Helper:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [*self.wrapper, sys.executable, "-I", HELPER_SCRIPT, str(child.fileno()),
+                [*self.wrapper, *helper_command(), str(child.fileno()),
                  *([log_dir(), str(os.getpid())] if self.process_wide else [])],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -196,13 +197,13 @@ class Helper:
 
     def request(
         self,
-        op: str,
-        args: dict[str, Any],
+        req: wire.Request,
         fds: Sequence[int] = (),
         container: str | None = None,
     ) -> Reply:
         """Send one request; return its reply channel."""
-        payload = pickle.dumps((op, args), protocol=pickle.HIGHEST_PROTOCOL)
+        op = req.op
+        payload = wire.encode_request(req)
         for attempt in (1, 2):
             sock = self._ensure()
             r, w = os.pipe2(os.O_CLOEXEC)
@@ -228,28 +229,63 @@ class Helper:
 
     def call(
         self,
-        op: str,
-        args: dict[str, Any],
+        req: wire.Request,
         fds: Sequence[int] = (),
         container: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Any:
         """One request, one answer."""
-        with self.request(op, args, fds, container) as reply:
+        with self.request(req, fds, container) as reply:
             return reply.frame(timeout)
 
 
-_helper: Helper | None = None
-_helper_lock = threading.Lock()
+#: The package's parent directory: what ``import lxactors`` must find in the helper.
+_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.cache
+def helper_command() -> tuple[str, ...]:
+    """The command that runs the helper, decided once per process.
+
+    ``python -I -m lxactors._helper``: isolated (no PYTHONPATH, no cwd, no
+    user site), so nothing but this installation is imported.  Where that
+    would not import this very package (a checkout reached through
+    PYTHONPATH or the cwd, or another lxactors installed), the same module is
+    run with the package's parent directory first on ``sys.path``.
+    """
+    if _isolated_python_finds_us():
+        return (sys.executable, "-I", "-m", "lxactors._helper")
+    code = (f"import sys; sys.path.insert(0, {_PARENT!r}); import runpy; "
+            "runpy.run_module('lxactors._helper', run_name='__main__', alter_sys=True)")
+    return (sys.executable, "-I", "-c", code)
+
+
+def _isolated_python_finds_us() -> bool:
+    """Whether ``python -I`` imports lxactors from this directory: at once for a
+    package in site-packages, else asked of such a Python once (an editable
+    install, a checkout)."""
+    here = os.path.realpath(_PARENT)
+    if here in {os.path.realpath(d) for d in site.getsitepackages()}:
+        return True
+    probe = ("import importlib.util, sys; s = importlib.util.find_spec('lxactors'); "
+             "sys.stdout.write(s.origin if s and s.origin else '')")
+    try:
+        out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True,
+                             stdin=subprocess.DEVNULL, timeout=60, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    origin = out.decode("utf-8", "surrogateescape")
+    return bool(origin) and os.path.realpath(os.path.dirname(os.path.dirname(origin))) == here
+
+
+#: The wrapper of this process's helper (set_helper_wrapper); kept across forks.
+_wrapper: tuple[str, ...] = ()
+_process_helper: PerProcess[Helper] = PerProcess(lambda: Helper(_wrapper, process_wide=True))
 
 
 def helper() -> Helper:
-    """This process's helper."""
-    global _helper
-    with _helper_lock:
-        if _helper is None:
-            _helper = Helper(process_wide=True)
-        return _helper
+    """This process's helper (a forked child gets its own)."""
+    return _process_helper.get()
 
 
 def set_helper_wrapper(wrapper: Sequence[str]) -> None:
@@ -257,8 +293,8 @@ def set_helper_wrapper(wrapper: Sequence[str]) -> None:
 
     Applies to the next helper started; the current one is closed.
     """
-    global _helper
-    with _helper_lock:
-        if _helper is not None:
-            _helper.close()
-        _helper = Helper(wrapper, process_wide=True)
+    global _wrapper
+    _wrapper = tuple(wrapper)
+    old = _process_helper.replace(Helper(_wrapper, process_wide=True))
+    if old is not None:
+        old.close()

@@ -25,6 +25,7 @@ from lxactors import _validate as v
 from lxactors._errlog import HandleLog, log_dir, strip_from_config
 from lxactors._errors import ContainerClosedError, LxcError
 from lxactors._ffi import NULL, ffi, from_c, lib, take_string, take_string_array
+from lxactors._helper import wire
 from lxactors._helperclient import DEFAULT_TIMEOUT, Helper, Reply, helper
 
 __all__ = [
@@ -215,13 +216,14 @@ class Container:
             args["config"] = snap
         return args
 
-    def _via_helper(self, op: str, timeout: float | None = DEFAULT_TIMEOUT,
+    def _via_helper(self, op: type[wire.HandleRequest], timeout: float | None = DEFAULT_TIMEOUT,
                     snapshot: bool = False, fds: Sequence[int] = (), **extra: Any) -> Any:
+        """One request of type *op* (its fields: this handle's and *extra*)."""
         args = self._helper_args(snapshot=snapshot)
-        args.update(extra)
         self._log.mark()
         try:
-            return self._get_helper().call(op, args, fds, container=self._name, timeout=timeout)
+            req = op(**args, **extra)
+            return self._get_helper().call(req, fds, container=self._name, timeout=timeout)
         finally:
             if snapshot:
                 try:
@@ -468,7 +470,7 @@ class Container:
         args_b = [a.encode("utf-8", "surrogateescape") for a in args]
         if self.is_defined():
             raise LxcError(self._name, "create", "a container of this name already exists")
-        self._via_helper("create", timeout=v.check_timeout(timeout), snapshot=True,
+        self._via_helper(wire.Create, timeout=v.check_timeout(timeout), snapshot=True,
                          template=t, bdevtype=b, specs=specs, flags=f, argv=args_b)
         self._reload()
 
@@ -488,7 +490,7 @@ class Container:
         args = None if argv is None else v.check_argv(argv)
         if args is not None and not args:
             raise ValueError("argv must not be empty (use None for the default init)")
-        pid = self._via_helper("start", timeout=v.check_timeout(timeout), snapshot=True,
+        pid = self._via_helper(wire.Start, timeout=v.check_timeout(timeout), snapshot=True,
                                useinit=bool(useinit), argv=args, daemonize=self._daemonize,
                                close_all_fds=self._close_all_fds)
         return None if pid is None else int(pid)
@@ -519,17 +521,17 @@ class Container:
 
     def destroy(self) -> None:
         """Delete the container and its rootfs (it must be stopped)."""
-        self._via_helper("destroy")
+        self._via_helper(wire.Destroy)
         self._reload()
 
     def destroy_with_snapshots(self) -> None:
-        self._via_helper("destroy_with_snapshots")
+        self._via_helper(wire.DestroyWithSnapshots)
         self._reload()
 
     def rename(self, newname: str) -> None:
         """Rename the (stopped) container; the handle follows the new name."""
         v.check_name(newname, "new name")
-        self._via_helper("rename", newname=newname)
+        self._via_helper(wire.Rename, newname=newname)
         path = self.get_config_path()
         old = self._c
         self._c = ffi.gc(lib.lxc_container_new(v.encode(newname), v.encode(path)),
@@ -551,7 +553,7 @@ class Container:
         d = None if bdevdata is None else v.check_text(bdevdata, "bdevdata", allow_newline=False).decode()
         size = v.check_int(newsize, "newsize", low=0, high=2**63 - 1)
         hooks = None if hookargs is None else v.check_argv(hookargs, "hookargs")
-        self._via_helper("clone", timeout=v.check_timeout(timeout), snapshot=True,
+        self._via_helper(wire.Clone, timeout=v.check_timeout(timeout), snapshot=True,
                          newname=newname, lxcpath=path, flags=f, bdevtype=b, bdevdata=d,
                          newsize=size, hookargs=hooks)
         return Container(newname, path or self.get_config_path())
@@ -560,7 +562,7 @@ class Container:
 
     def snapshot(self, commentfile: str | os.PathLike[str] | None = None) -> int:
         """Snapshot the container; return the snapshot number (snapN)."""
-        return int(self._via_helper("snapshot", commentfile=_path_arg(commentfile, "comment file")))
+        return int(self._via_helper(wire.Snapshot, commentfile=_path_arg(commentfile, "comment file")))
 
     def snapshot_list(self) -> list[Snapshot]:
         c = self._handle()
@@ -584,38 +586,38 @@ class Container:
         v.check_name(snapname, "snapshot name")
         if newname is not None:
             v.check_name(newname, "new name")
-        self._via_helper("snapshot_restore", snapname=snapname, newname=newname or self._name)
+        self._via_helper(wire.SnapshotRestore, snapname=snapname, newname=newname or self._name)
         if newname in (None, self._name):
             self._reload()
 
     def snapshot_destroy(self, snapname: str) -> None:
         v.check_name(snapname, "snapshot name")
-        self._via_helper("snapshot_destroy", snapname=snapname)
+        self._via_helper(wire.SnapshotDestroy, snapname=snapname)
 
     def snapshot_destroy_all(self) -> None:
-        self._via_helper("snapshot_destroy_all")
+        self._via_helper(wire.SnapshotDestroyAll)
 
     # ------------------------------------------------------------ devices, network, mounts
 
     def add_device_node(self, src_path: str, dest_path: str | None = None) -> None:
-        self._via_helper("add_device_node", src_path=_required_path(src_path, "device"),
+        self._via_helper(wire.AddDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def remove_device_node(self, src_path: str, dest_path: str | None = None) -> None:
-        self._via_helper("remove_device_node", src_path=_required_path(src_path, "device"),
+        self._via_helper(wire.RemoveDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def attach_interface(self, dev: str, dst_dev: str | None = None) -> None:
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
-        self._via_helper("attach_interface", dev=dev, dst_dev=dst_dev)
+        self._via_helper(wire.AttachInterface, dev=dev, dst_dev=dst_dev)
 
     def detach_interface(self, dev: str, dst_dev: str | None = None) -> None:
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
-        self._via_helper("detach_interface", dev=dev, dst_dev=dst_dev)
+        self._via_helper(wire.DetachInterface, dev=dev, dst_dev=dst_dev)
 
     def get_interfaces(self) -> list[str]:
         return take_string_array(self._call("get_interfaces"))
@@ -632,7 +634,7 @@ class Container:
     def mount(self, source: str | None, target: str, filesystemtype: str | None = None,
               mountflags: int = 0, data: str | None = None) -> None:
         """Mount *source* on *target* inside the running container."""
-        self._via_helper("mount", snapshot=True, source=_path_arg(source, "source"),
+        self._via_helper(wire.Mount, snapshot=True, source=_path_arg(source, "source"),
                          target=_required_path(target, "target"),
                          fstype=None if filesystemtype is None else v.check_text(
                              filesystemtype, "filesystem type", allow_newline=False).decode(),
@@ -640,7 +642,7 @@ class Container:
                          data=None if data is None else v.check_text(data, "mount data").decode())
 
     def umount(self, target: str, mountflags: int = 0) -> None:
-        self._via_helper("umount", snapshot=True, target=_required_path(target, "target"),
+        self._via_helper(wire.Umount, snapshot=True, target=_required_path(target, "target"),
                          flags=v.check_int(mountflags, "mountflags", low=0, high=2**31 - 1))
 
     # ------------------------------------------------------------ console
@@ -661,7 +663,7 @@ class Container:
                 stderrfd: int = 2, escape: int = 1) -> None:
         """Run liblxc's interactive console on the given fds until the escape key."""
         fds = [v.check_int(fd, "fd", low=0, high=2**31 - 1) for fd in (stdinfd, stdoutfd, stderrfd)]
-        self._via_helper("console", timeout=-1, fds=fds,
+        self._via_helper(wire.Console, timeout=-1, fds=fds,
                          ttynum=v.check_int(ttynum, "ttynum", low=-1, high=1024),
                          escape=v.check_int(escape, "escape", low=1, high=26))
 
@@ -728,9 +730,9 @@ class Container:
             raise TypeError("input must be bytes")
         t = v.check_timeout(timeout)
         args = self._attach_args(argv, env, clear_env, uid, gid, groups, cwd, namespaces, flags)
-        with self._get_helper().request("attach", {**self._helper_args(), **args, "capture": True,
-                                         "input": bytes(input or b""), "timeout": t},
-                              container=self._name) as reply:
+        req = wire.Attach(**self._helper_args(), **args, capture=True, input=bytes(input or b""),
+                          timeout=t)
+        with self._get_helper().request(req, container=self._name) as reply:
             self._log.mark()
             try:
                 reply.frame(t + 10 if t >= 0 else None)
@@ -755,8 +757,8 @@ class Container:
         try:
             fds = [devnull if fd is None else v.check_int(fd, "fd", low=0, high=2**31 - 1)
                    for fd in (stdin, stdout, stderr)]
-            reply = self._get_helper().request("attach", {**self._helper_args(), **args, "capture": False},
-                                     fds, container=self._name)
+            req = wire.Attach(**self._helper_args(), **args, capture=False)
+            reply = self._get_helper().request(req, fds, container=self._name)
         finally:
             os.close(devnull)
         try:
@@ -769,16 +771,16 @@ class Container:
     # ------------------------------------------------------------ checkpoint/restore
 
     def checkpoint(self, directory: str, stop: bool = False, verbose: bool = False) -> None:
-        self._via_helper("checkpoint", directory=_required_path(directory, "directory"),
+        self._via_helper(wire.Checkpoint, directory=_required_path(directory, "directory"),
                          stop=bool(stop), verbose=bool(verbose))
 
     def restore(self, directory: str, verbose: bool = False) -> None:
-        self._via_helper("restore", directory=_required_path(directory, "directory"),
+        self._via_helper(wire.Restore, directory=_required_path(directory, "directory"),
                          verbose=bool(verbose))
 
     def migrate(self, cmd: int, directory: str, **opts: Any) -> None:
         """liblxc's migrate (MIGRATE_PRE_DUMP=0, DUMP=1, RESTORE=2, FEATURE_CHECK=3)."""
-        self._via_helper("migrate", cmd=v.check_int(cmd, "cmd", low=0, high=3),
+        self._via_helper(wire.Migrate, cmd=v.check_int(cmd, "cmd", low=0, high=3),
                          directory=_required_path(directory, "directory"), **opts)
 
     # ------------------------------------------------------------ seccomp, devpts

@@ -1,0 +1,189 @@
+"""The helper's request loop, its registry, and the owner-death policies.
+
+Each request is decoded here, in the loop; a bad one (unknown op, unknown,
+missing or mistyped field, a refused pickle) gets an error reply and the
+loop serves on.  ``register``/``unregister`` are answered in the loop; every
+other op runs in a worker forked for it, which writes its reply and exits
+(taking any cgroup membership liblxc gave it along).
+
+End of file on the socket means the user's process is gone, however it
+died: the loop applies the registered types' owner-exit actions
+(:func:`lxactors._policy.on_owner_exit`) and returns.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import select
+import signal
+import socket
+import sys
+import traceback
+
+from lxactors._ffi import ffi, lib
+from lxactors._helper.handle import OpError, c_str, unlink_symlinked_rootfs
+from lxactors._helper.ops import OPS
+from lxactors._helper.wire import (
+    MAX_FDS,
+    MAX_REQUEST,
+    Register,
+    Request,
+    Unregister,
+    WireError,
+    decode_request,
+    error,
+    ok,
+    write_frame,
+)
+from lxactors._policy import Type, check_type, on_owner_exit
+
+__all__ = ["REGISTRY", "apply_policies", "serve"]
+
+#: Containers whose fate the helper decides if the user's process dies:
+#: (lxcpath, name) -> type.
+REGISTRY: dict[tuple[str, str], Type] = {}
+
+
+def run_worker(req: Request, fds: list[int], reply: int) -> None:
+    """In the forked worker: run one op, write its reply, exit."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    code = 0
+    try:
+        fn = OPS.get(type(req))
+        if fn is None:
+            raise OpError(f"helper operation {req.op!r} has no worker", kind="helper")
+        result = fn(req, fds, reply)
+        write_frame(reply, ok(result))
+    except OpError as exc:
+        write_frame(reply, error(exc.kind, str(exc), exc.log))
+        code = 1
+    except BaseException as exc:  # report, never hang the caller
+        write_frame(reply, error("helper", f"{type(exc).__name__}: {exc}",
+                                 traceback.format_exc().splitlines()[-6:]))
+        code = 2
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def _registry_op(req: Register | Unregister) -> None:
+    key = (req.path, req.name)
+    if isinstance(req, Register):
+        REGISTRY[key] = check_type(req.type)
+    else:
+        REGISTRY.pop(key, None)
+
+
+def apply_policies() -> None:
+    """The user's process is gone: each registered container gets its type's
+    owner-exit action (temporary: stopped and deleted, transient: stopped,
+    permanent: left running)."""
+    for (path, name), type_ in list(REGISTRY.items()):
+        action = on_owner_exit(type_)
+        if not (action.stop or action.destroy):
+            continue
+        c = lib.lxc_container_new(c_str(name), c_str(path))
+        if c == ffi.NULL:
+            continue
+        try:
+            if action.stop and c.is_running(c):
+                c.stop(c)
+                c.wait(c, b"STOPPED", 10)
+            if action.destroy and c.is_defined(c):
+                unlink_symlinked_rootfs(c)
+                c.destroy(c)
+        finally:
+            lib.lxc_container_put(c)
+    REGISTRY.clear()
+
+
+def remove_log_dir(log_dir: str | None, owner_pidfd: int) -> None:
+    """Remove the user's log directory once the user's process is gone.
+
+    A process that exits normally removes it itself (atexit); a killed one
+    cannot.  The socket closes a moment before the process is fully gone,
+    and the process may be waiting for this helper to exit: a forked child
+    waits on its pidfd instead, and leaves the directory alone if the
+    process lives on (it closed this helper to start another).
+    """
+    if not log_dir or owner_pidfd < 0 or not os.path.basename(log_dir).startswith("lxactors-"):
+        return
+    if os.fork() != 0:
+        return
+    try:
+        r, _, _ = select.select([owner_pidfd], [], [], 10.0)
+        if r:
+            import shutil
+
+            shutil.rmtree(log_dir, ignore_errors=True)
+    finally:
+        os._exit(0)
+
+
+def _answer(reply: int, value: object) -> None:
+    try:
+        write_frame(reply, value)
+    except OSError:
+        pass
+
+
+def serve(sock: socket.socket, log_dir: str | None = None, owner_pidfd: int = -1) -> None:
+    # Signals sent to the user's process group (^C, a terminal hangup,
+    # `timeout`) are not for us: the socket's end of file tells us when the
+    # user's process is gone, and the policies must still be applied then.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        r, _, _ = select.select([sock], [], [], 1.0)
+        _reap()
+        if not r:
+            continue
+        try:
+            # CLOEXEC: else every attached command inherits the reply pipe
+            # (and could write forged frames to the user's process).
+            msg, ancdata, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4),
+                                                       socket.MSG_CMSG_CLOEXEC)
+        except (ConnectionResetError, OSError):
+            msg, ancdata = b"", []
+        fds: list[int] = []
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                a = array.array("i")
+                a.frombytes(data[: len(data) - (len(data) % a.itemsize)])
+                fds.extend(a)
+        if not msg:
+            for fd in fds:
+                os.close(fd)
+            apply_policies()  # the user's process is gone
+            remove_log_dir(log_dir, owner_pidfd)
+            return
+        if not fds:
+            continue  # malformed: no reply pipe
+        reply, extra = fds[0], fds[1:]
+        try:
+            req = decode_request(msg)
+        except WireError as exc:
+            req = None
+            _answer(reply, error("helper", f"bad request: {exc}", []))
+        if isinstance(req, (Register, Unregister)):
+            _registry_op(req)
+            _answer(reply, ok(None))
+        elif req is not None:
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                run_worker(req, extra, reply)
+        for fd in fds:
+            os.close(fd)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
