@@ -16,7 +16,7 @@ through: the local terminal answers on stdin, which is raw (no echo), so the
 answer reaches the shell and nothing shows -- a cooked terminal (``nc``)
 echoes it as ``^[[24;1R``.  Otherwise no terminal would answer (and one on
 stdout would answer into the input of whatever runs after us), so the query
-is taken out of the output and answered with ``ESC[1;1R``: column 1, left
+is taken out of the output and answered with ``ESC[24;1R``: column 1, left
 of any prompt, so busybox keeps its own idea of the cursor.
 
 With stdin not a terminal (a pipe, a file) the input is sent as it is, and
@@ -63,9 +63,10 @@ DEFAULT_ADDRESS: tuple[str, int] = ("127.0.0.1", 31337)
 #: Seconds of quiet output, after piped input ends, before the client hangs up.
 DEFAULT_LINGER = 1.0
 CONNECT_TIMEOUT = 10.0
-#: The cursor-position query (DSR 6), and the answer given where no terminal can.
+#: The cursor-position query (DSR 6), and the answer given where no terminal can:
+#: row 24, column 1 (not row 1: busybox reads ``ESC[1;N`` as a modified arrow key's start).
 CURSOR_QUERY = b"\x1b[6n"
-CURSOR_ANSWER = b"\x1b[1;1R"
+CURSOR_ANSWER = b"\x1b[24;1R"
 #: Input bytes held for a server that is not reading before stdin is left unread.
 SEND_WINDOW = 64 * 1024
 CHUNK = 65536
@@ -232,6 +233,7 @@ class _Session:
     def __init__(self, sock: socket.socket, stdin: int, stdout: int, local: _Local,
                  terminal: bool, linger: float) -> None:
         self.sock = sock
+        self.peer = _format(*sock.getpeername()[:2])  # (a reset connection has none)
         self.stdin = stdin
         self.stdout = stdout
         self.local = local
@@ -335,8 +337,7 @@ class _Session:
         return True
 
     def _lost(self, exc: OSError) -> ConnectError:
-        host, port = self.sock.getpeername()[:2]
-        return ConnectError(f"connection to {_format(host, port)} lost: {_why(exc)}")
+        return ConnectError(f"connection to {self.peer} lost: {_why(exc)}")
 
     def _until_hangup(self) -> float | None:
         """Seconds the loop may wait before :meth:`_maybe_hang_up` must look again."""
