@@ -234,11 +234,12 @@ def test_terminal_restored_when_the_server_goes(terminal: Terminal, server: Serv
     assert terminal.restored()
 
 
-def test_terminal_restored_on_sigterm(terminal: Terminal, server: Server) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_terminal_restored_on_a_signal(terminal: Terminal, server: Server, signum: int) -> None:
     shell(terminal, server)
     assert terminal.proc is not None
-    terminal.proc.send_signal(signal.SIGTERM)
-    assert terminal.exited() == 128 + signal.SIGTERM
+    terminal.proc.send_signal(signum)
+    assert terminal.exited() == 128 + signum
     assert terminal.restored()
     wait_for(lambda: not server.vm.clients, 5.0, "the client's container to go")
 
@@ -389,6 +390,26 @@ def test_terminal_restored_after_an_exception() -> None:
         os.close(master)
         os.close(slave)
     srv.done()
+
+
+def test_sigtstp_suspends_with_the_terminal_restored(terminal: Terminal) -> None:
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"$ ")
+        srv.recv_until(conn, b"resumed\r")
+
+    srv = LocalServer(script)
+    proc = terminal.start(str(srv.port))
+    terminal.read_until(b"$ ")
+    proc.send_signal(signal.SIGTSTP)
+    wait_for(lambda: status_field(proc.pid, "State").startswith("T"), 10.0, "the client to stop")
+    assert terminal.restored()
+    proc.send_signal(signal.SIGCONT)
+    wait_for(terminal.raw, 10.0, "raw mode again")
+    terminal.type(b"resumed\r")
+    srv.done()
+    assert srv.received == b"resumed\r"
+    assert terminal.exited() == 0
+    assert terminal.restored()
 
 
 def test_escapes_only_at_line_start_and_tilde_tilde_sends_one(terminal: Terminal) -> None:
