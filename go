@@ -2,7 +2,10 @@
 # lxactors set-up and run, for a fresh Debian 12 machine, as root.
 #
 #   ./go run [ARGS...]   the main job: tcpvm on 127.0.0.1:31337 (ARGS go to
-#                        `lxactors tcpvm`); connect with `nc 127.0.0.1 31337`
+#                        `lxactors tcpvm`); connect with `./go connect`
+#   ./go connect [ADDR:PORT]  a terminal on a tcpvm server (default
+#                        127.0.0.1:31337): `.venv/bin/lxactors connect`, which
+#                        any user may run; `nc`/`socat` work too, if installed
 #   ./go demo            a short container lifecycle demo
 #   ./go test [ARGS...]  the test suite (ARGS go to pytest)
 #   ./go check           ruff and mypy --strict
@@ -61,6 +64,9 @@ case "$cmd" in
     run)
         install_debs; install_venv
         exec "$VENV/bin/lxactors" tcpvm "$@" ;;
+    connect)
+        install_debs; install_venv
+        exec "$VENV/bin/lxactors" connect "$@" ;;
     demo)
         install_debs; install_venv
         exec "$VENV/bin/lxactors" demo "$@" ;;
@@ -72,6 +78,6 @@ case "$cmd" in
         "$VENV/bin/ruff" check src tests examples bench
         exec "$VENV/bin/mypy" --strict src/lxactors ;;
     *)
-        echo "usage: ./go run [tcpvm args] | ./go demo | ./go test [pytest args] | ./go check" >&2
+        echo "usage: ./go run [tcpvm args] | ./go connect [ADDR:PORT] | ./go demo | ./go test [pytest args] | ./go check" >&2
         exit 2 ;;
 esac

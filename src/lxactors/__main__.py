@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from lxactors.apps import connect
+
 __all__ = ["main"]
 
 PROG = "lxactors"
@@ -368,11 +370,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--path", help="lxcpath (default: liblxc's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_ls)
+
+    connect.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "run"):  # an app on the public API: needs no root
+        return int(args.run(args))
     if os.geteuid() != 0:
         _say("must run as root (liblxc creates and starts containers)")
         return 1
