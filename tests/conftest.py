@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from lxactors._helperclient import helper
 from lxactors._supervisor import supervisor
 from lxactors._userns import resolve_userns
 from tests import leaks
+from tests.util import unique_name
 
 
 @pytest.fixture(scope="session")
@@ -52,15 +52,6 @@ def base(lxcpath: str) -> str:
         if not c.is_defined():
             c.create("busybox")
     return name
-
-
-_counter = iter(range(1_000_000))
-_counter_lock = threading.Lock()
-
-
-def unique_name(prefix: str = "t") -> str:
-    with _counter_lock:
-        return f"{prefix}{os.getpid()}-{next(_counter)}"
 
 
 @pytest.fixture

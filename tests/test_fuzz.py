@@ -35,8 +35,7 @@ from hypothesis import strategies as st
 import lxactors
 from lxactors import liblxc
 from lxactors._chroot import apply_chroot, parse_chroot, rootfs_dir
-from tests.conftest import unique_name
-from tests.util import read_console_until
+from tests.util import read_console_until, unique_name
 
 ALLOWED = (TypeError, ValueError, KeyError, lxactors.LxcError)
 FAST = settings(max_examples=100, deadline=None, derandomize=True,

@@ -23,8 +23,7 @@ import pytest
 
 from lxactors import liblxc
 from lxactors._errors import ContainerClosedError, LxcError
-from tests.conftest import unique_name
-from tests.util import wait_for
+from tests.util import unique_name, wait_for
 
 MS_BIND = 4096
 SEED_STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "ABORTING", "FREEZING", "FROZEN",

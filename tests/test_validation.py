@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from lxactors import _validate, liblxc
-from tests.conftest import unique_name
+from tests.util import unique_name
 
 NAME_MAX = _validate.MAX_NAME  # 64 bytes
 

@@ -1,10 +1,12 @@
-"""Helpers for tests of the high-level API."""
+"""What the test modules share: waiting, names, /proc readers, teardown helpers."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +26,23 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str =
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def seconds_until(predicate: Callable[[], object], timeout: float, what: str) -> float:
+    """wait_for *predicate*; return the seconds it took (for tests that measure)."""
+    t0 = time.monotonic()
+    wait_for(predicate, timeout, what)
+    return time.monotonic() - t0
+
+
+_counter = itertools.count()
+_counter_lock = threading.Lock()
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A container name no other test (or test process) uses: PREFIX<pid>-<n>."""
+    with _counter_lock:
+        return f"{prefix}{os.getpid()}-{next(_counter)}"
 
 
 def read_console_until(ref: lxactors.ContainerRef, needle: bytes, timeout: float = 10.0) -> bytes:
@@ -63,6 +82,15 @@ def status_field(pid: int | str, field: str) -> str:
             if key == field:
                 return value.strip()
     raise KeyError(field)
+
+
+def pid_gone(pid: int) -> bool:
+    """True once *pid* has exited (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def host_uid(pid: int) -> int:
