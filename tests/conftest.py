@@ -78,6 +78,22 @@ def make_container(lxcpath: str, base: str) -> Iterator[Callable[..., liblxc.Con
         c.close()
 
 
+@pytest.fixture
+def extra(lxcpath: str) -> Iterator[list[str]]:
+    """Names of further containers a test makes: stopped and destroyed afterwards."""
+    names: list[str] = []
+    yield names
+    for name in reversed(names):
+        with liblxc.Container(name, lxcpath) as c:
+            if c.is_running():
+                c.stop()
+            if c.is_defined():
+                if c.snapshot_list():
+                    c.destroy_with_snapshots()
+                else:
+                    c.destroy()
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a container, mount, monitor, cgroup or fd behind."""
