@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -92,6 +93,15 @@ def extra(lxcpath: str) -> Iterator[list[str]]:
                     c.destroy_with_snapshots()
                 else:
                     c.destroy()
+
+
+@pytest.fixture
+def outside(tmp_path: Any) -> Iterator[str]:
+    """A directory outside every rootfs; must stay empty (and keep its mode)."""
+    d = tmp_path / "outside"
+    d.mkdir(mode=0o711)
+    os.chmod(d, 0o711)
+    yield str(d)
 
 
 @pytest.fixture(autouse=True)

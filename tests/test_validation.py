@@ -141,36 +141,6 @@ def test_container_bad_lxcpath(lxcpath: str, path, exc) -> None:
         liblxc.Container("fine", path)
 
 
-@pytest.mark.parametrize("fn", [liblxc.list_defined_containers, liblxc.list_active_containers,
-                                liblxc.list_all_containers])
-def test_list_bad_path(fn) -> None:
-    with pytest.raises(TypeError):
-        fn(b"/var/tmp")
-    with pytest.raises(TypeError):
-        fn(42)
-    with pytest.raises(ValueError):
-        fn("/var/\0tmp")
-
-
-def test_free_functions_bad_input() -> None:
-    with pytest.raises(TypeError):
-        liblxc.get_global_config_item(5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        liblxc.get_global_config_item("lxc.lxcpath\0x")
-    with pytest.raises(TypeError):
-        liblxc.config_item_is_supported(None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        liblxc.config_item_is_supported("lxc.uts.name = x")
-    with pytest.raises(ValueError):
-        liblxc.has_api_extension("mount_injection_file\nx")
-    with pytest.raises(TypeError):
-        liblxc.has_api_extension(b"seccomp_notify")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        liblxc.log_init(level="LOUD")
-    with pytest.raises(ValueError):
-        liblxc.log_init(file="/tmp/a\0b")
-
-
 # --------------------------------------------------------------------------- configuration
 
 

@@ -7,6 +7,7 @@ import itertools
 import os
 import queue
 import select
+import stat
 import subprocess
 import threading
 import time
@@ -89,6 +90,12 @@ def status_field(pid: int | str, field: str) -> str:
     if field not in status:
         raise KeyError(field)
     return status[field]
+
+
+def assert_untouched(outside: str) -> None:
+    """Nothing was written in *outside* (the ``outside`` fixture) and its mode is as made."""
+    assert os.listdir(outside) == [], f"written outside the rootfs: {os.listdir(outside)}"
+    assert stat.S_IMODE(os.stat(outside).st_mode) == 0o711, "mode changed outside the rootfs"
 
 
 def pid_gone(pid: int) -> bool:
