@@ -7,7 +7,10 @@
 #                        127.0.0.1:31337): `.venv/bin/lxactors connect`, which
 #                        any user may run; `nc`/`socat` work too, if installed
 #   ./go demo            a short container lifecycle demo
-#   ./go test [ARGS...]  the test suite (ARGS go to pytest)
+#   ./go test [ARGS...]  the test suite: without ARGS, the root-free unit tests as the
+#                        user nobody (./go unit) and then the whole suite as root; with
+#                        ARGS, only the root run (ARGS go to pytest)
+#   ./go unit [ARGS...]  tests/unit as the user nobody (ARGS go to pytest)
 #   ./go check           ruff and mypy --strict
 #
 # Each installs what is missing first: Debian packages (lxc, lxc-dev,
@@ -58,6 +61,36 @@ install_check_tools() {
     "$VENV/bin/python" -c 'import mypy, ruff' 2>/dev/null || "$VENV/bin/pip" install -q mypy ruff
 }
 
+as_nobody() {
+    runuser -u nobody -- env HOME=/tmp PYTHONDONTWRITEBYTECODE=1 "$@"
+}
+
+# tests/unit as nobody: proof that those tests need no root and write nowhere.  They
+# run from a copy in a fresh directory under /tmp (src, tests, the venv's packages),
+# because nobody may be unable to read this checkout (a clone under /root) or run
+# the venv's interpreter (pyenv's, under /root); the copy is removed after.
+run_unit() {
+    local base ver tmp rc=0
+    base=$(readlink -f "$VENV/bin/python")
+    ver=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    as_nobody "$base" -c '' 2>/dev/null || base=/usr/bin/python3
+    [ "$("$base" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$ver" ] \
+        || die "the unit run needs a Python $ver that nobody can run (tried $base)"
+    tmp=$(mktemp -d /tmp/lxactors-unit-XXXXXX)
+    chmod 755 "$tmp"
+    cp -a src tests setup.cfg pyproject.toml "$tmp/"
+    cp -a "$VENV/lib/python$ver/site-packages" "$tmp/site-packages"
+    rm -f "$tmp"/site-packages/__editable__.lxactors*
+    "$base" -m venv --without-pip "$tmp/venv" >&2
+    echo "$tmp/site-packages" > "$tmp/venv/lib/python$ver/site-packages/lxactors-unit.pth"
+    chmod -R a+rX "$tmp"
+    (cd "$tmp" && as_nobody PYTHONPATH="$tmp/src" "$tmp/venv/bin/python" -m pytest -q \
+        -p no:cacheprovider "$@" tests/unit) || rc=$?
+    rm -rf "$tmp"
+    [ "$rc" = 5 ] && echo "go: the unit run collected no tests" >&2
+    return "$rc"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -72,12 +105,21 @@ case "$cmd" in
         exec "$VENV/bin/lxactors" demo "$@" ;;
     test)
         install_debs; install_venv
-        exec "$VENV/bin/python" -m pytest "$@" ;;
+        [ $# -gt 0 ] && exec "$VENV/bin/python" -m pytest "$@"
+        unit=0; root=0
+        run_unit || unit=$?
+        "$VENV/bin/python" -m pytest -p no:cacheprovider || root=$?
+        [ "$unit" = 0 ] || echo "go: the unit run as nobody failed (exit $unit)" >&2
+        [ "$root" = 0 ] || echo "go: the root run failed (exit $root)" >&2
+        [ "$unit" = 0 ] && [ "$root" = 0 ] ;;
+    unit)
+        install_debs; install_venv
+        run_unit "$@" ;;
     check)
         install_debs; install_venv; install_check_tools
         "$VENV/bin/ruff" check src tests examples bench
         exec "$VENV/bin/mypy" --strict src/lxactors ;;
     *)
-        echo "usage: ./go run [tcpvm args] | ./go connect [ADDR:PORT] | ./go demo | ./go test [pytest args] | ./go check" >&2
+        echo "usage: ./go run [tcpvm args] | ./go connect [ADDR:PORT] | ./go demo | ./go test [pytest args] | ./go unit [pytest args] | ./go check" >&2
         exit 2 ;;
 esac

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +17,7 @@ from lxactors._helperclient import helper
 from lxactors._supervisor import supervisor
 from lxactors._userns import resolve_userns
 from tests import leaks
+from tests.util import unique_name
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +55,6 @@ def base(lxcpath: str) -> str:
     return name
 
 
-_counter = iter(range(1_000_000))
-_counter_lock = threading.Lock()
-
-
-def unique_name(prefix: str = "t") -> str:
-    with _counter_lock:
-        return f"{prefix}{os.getpid()}-{next(_counter)}"
-
-
 @pytest.fixture
 def make_container(lxcpath: str, base: str) -> Iterator[Callable[..., liblxc.Container]]:
     """Make a container (an overlay snapshot of the base) that is destroyed after the test."""
@@ -85,6 +77,31 @@ def make_container(lxcpath: str, base: str) -> Iterator[Callable[..., liblxc.Con
         if c.is_defined():
             c.destroy()
         c.close()
+
+
+@pytest.fixture
+def extra(lxcpath: str) -> Iterator[list[str]]:
+    """Names of further containers a test makes: stopped and destroyed afterwards."""
+    names: list[str] = []
+    yield names
+    for name in reversed(names):
+        with liblxc.Container(name, lxcpath) as c:
+            if c.is_running():
+                c.stop()
+            if c.is_defined():
+                if c.snapshot_list():
+                    c.destroy_with_snapshots()
+                else:
+                    c.destroy()
+
+
+@pytest.fixture
+def outside(tmp_path: Any) -> Iterator[str]:
+    """A directory outside every rootfs; must stay empty (and keep its mode)."""
+    d = tmp_path / "outside"
+    d.mkdir(mode=0o711)
+    os.chmod(d, 0o711)
+    yield str(d)
 
 
 @pytest.fixture(autouse=True)

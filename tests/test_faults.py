@@ -28,22 +28,12 @@ import lxactors
 from lxactors import _errlog, liblxc
 from lxactors._helperclient import helper
 from tests import leaks
-from tests.conftest import unique_name
-from tests.util import read_console_until, remove_container, wait_for
+from tests.util import pid_gone, read_console_until, remove_container, unique_name, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def pid_gone(pid: int) -> bool:
-    """True once *pid* has exited (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return True
 
 
 def wait_pid_gone(pid: int, timeout: float = 10.0) -> None:

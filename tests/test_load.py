@@ -22,7 +22,7 @@ import lxactors
 from lxactors import _errlog, liblxc
 from lxactors._helperclient import helper
 from tests import leaks
-from tests.util import made_bridge, remove_container, status_field
+from tests.util import made_bridge, remove_container, seconds_until, status_field, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +31,6 @@ PER_OWNER = 10
 CYCLES = int(os.environ.get("LXACTORS_CYCLES", "1000"))
 #: ptys one running container of the base holds (measured: 2, its console and tty1; 3 for margin).
 PTYS_PER_CONTAINER = 3
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> float:
-    """Poll *predicate* until true; return the seconds it took."""
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-    return time.monotonic() - t0
 
 
 def pty_headroom() -> int:
@@ -107,8 +97,8 @@ def test_200_containers_from_20_owner_actors(lxcpath: str, caplog: pytest.LogCap
         assert len(names) == total
         active = set(liblxc.list_active_containers(lxcpath))
         assert {n for n, _ in names} <= active
-        answered = wait_for(lambda: sum(o.proxy().count_answered().get() for o in owners) == total,
-                            60, "every console to answer")
+        answered = seconds_until(lambda: sum(o.proxy().count_answered().get() for o in owners) == total,
+                                 60, "every console to answer")
         # Every owner stops: temporary ones are deleted, transient ones stopped.
         t1 = time.monotonic()
         for o in owners:
@@ -123,7 +113,7 @@ def test_200_containers_from_20_owner_actors(lxcpath: str, caplog: pytest.LogCap
             return (not (temporary & (defined | set(os.listdir(lxcpath))))
                     and transient <= defined and not (transient & running))
 
-        cleaned = wait_for(settled, 10, "temporary containers gone and transient ones stopped")
+        cleaned = seconds_until(settled, 10, "temporary containers gone and transient ones stopped")
         wait_for(lambda: not any(o.is_alive() for o in owners), 10, "the owners to stop")
         errors = [r for r in caplog.records if r.name.startswith("lxactors") and r.levelno >= logging.ERROR]
         assert not errors, [r.getMessage() for r in errors]

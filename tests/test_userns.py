@@ -15,8 +15,6 @@ import lxactors
 from lxactors import IdMap, LxcError, liblxc
 from lxactors._userns import (
     DEFAULT_COUNT,
-    default_idmap,
-    idmap_of,
     resolve_userns,
     unreachable_dir,
 )
@@ -103,56 +101,6 @@ def test_an_undelegated_mapping_is_still_refused_by_newuidmap(make_container: An
         c.start()
     assert "newuidmap" in "\n".join(err.value.log) and "not allowed" in "\n".join(err.value.log)
     assert not c.is_running()
-
-
-@pytest.fixture
-def subid(tmp_path: Any) -> Iterator[tuple[str, str, str]]:
-    uid, gid = tmp_path / "subuid", tmp_path / "subgid"
-    uid.write_text("")
-    gid.write_text("")
-    yield str(uid), str(gid), str(tmp_path / "lock")
-
-
-def test_a_range_is_delegated_to_root_when_absent(subid: tuple[str, str, str]) -> None:
-    uid, gid, lock = subid
-    with open(uid, "w") as f:
-        f.write("alice:100000:65536\nbob:165536:65536")  # no newline at the end
-    with open(gid, "w") as f:
-        f.write("alice:100000:65536\n")
-    got = default_idmap(uid, gid, lock)
-    # The first start from 100000 free in both files, the same for uids and gids.
-    assert got == IdMap(231072, 231072, 65536)
-    with open(uid) as f:
-        assert f.read() == "alice:100000:65536\nbob:165536:65536\nroot:231072:65536\n"
-    with open(gid) as f:
-        assert f.read() == "alice:100000:65536\nroot:231072:65536\n"
-    # Asked again, nothing more is written.
-    assert default_idmap(uid, gid, lock) == got
-    with open(uid) as f:
-        assert f.read().count("root:") == 1
-
-
-def test_roots_own_ranges_are_used_as_they_are(subid: tuple[str, str, str]) -> None:
-    uid, gid, lock = subid
-    with open(uid, "w") as f:
-        f.write("root:5000:10\n0:300000:70000\n")
-    with open(gid, "w") as f:
-        f.write("root:400000:65536\n")
-    assert default_idmap(uid, gid, lock) == IdMap(300000, 400000, 65536)
-    with open(uid) as f:
-        assert f.read() == "root:5000:10\n0:300000:70000\n"
-
-
-def test_an_empty_pair_of_files_gets_the_usual_range(subid: tuple[str, str, str]) -> None:
-    uid, gid, lock = subid
-    assert default_idmap(uid, gid, lock) == IdMap(100000, 100000, 65536)
-
-
-def test_idmap_items_are_read_back() -> None:
-    assert idmap_of(["u 0 100000 65536", "g 0 200000 1000"]) == IdMap(100000, 200000, 1000)
-    assert idmap_of(["u 0 100000 65536"]) is None
-    assert idmap_of([]) is None
-    assert idmap_of(["u 1000 100000 1", "u 0 5000 1", "g 0 6000 1"]) == IdMap(5000, 6000, 1)
 
 
 def test_a_closed_lxcpath_is_named_before_anything_is_made(lxcpath: str) -> None:
@@ -377,13 +325,3 @@ def test_hooks_keep_their_path_and_newuidmap(spawn: Any, lxcpath: str) -> None:
     finally:
         if os.path.exists(mark):
             os.unlink(mark)
-
-
-def test_an_unwritable_subid_file_is_a_clear_error(subid: tuple[str, str, str],
-                                                   tmp_path: Any) -> None:
-    uid, _gid, lock = subid
-    gid_dir = tmp_path / "subgid-is-a-directory"
-    gid_dir.mkdir()
-    with pytest.raises(OSError, match=r"cannot read or delegate root's ids in .*subgid-is-a-dir"
-                                      r".*'root:100000:65536'.*userns=False"):
-        default_idmap(uid, str(gid_dir), lock)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from lxactors import _validate, liblxc
-from tests.conftest import unique_name
+from tests.util import unique_name
 
 NAME_MAX = _validate.MAX_NAME  # 64 bytes
 
@@ -139,36 +139,6 @@ def test_name_of_64_bytes_is_fine(lxcpath: str) -> None:
 def test_container_bad_lxcpath(lxcpath: str, path, exc) -> None:
     with pytest.raises(exc):
         liblxc.Container("fine", path)
-
-
-@pytest.mark.parametrize("fn", [liblxc.list_defined_containers, liblxc.list_active_containers,
-                                liblxc.list_all_containers])
-def test_list_bad_path(fn) -> None:
-    with pytest.raises(TypeError):
-        fn(b"/var/tmp")
-    with pytest.raises(TypeError):
-        fn(42)
-    with pytest.raises(ValueError):
-        fn("/var/\0tmp")
-
-
-def test_free_functions_bad_input() -> None:
-    with pytest.raises(TypeError):
-        liblxc.get_global_config_item(5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        liblxc.get_global_config_item("lxc.lxcpath\0x")
-    with pytest.raises(TypeError):
-        liblxc.config_item_is_supported(None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        liblxc.config_item_is_supported("lxc.uts.name = x")
-    with pytest.raises(ValueError):
-        liblxc.has_api_extension("mount_injection_file\nx")
-    with pytest.raises(TypeError):
-        liblxc.has_api_extension(b"seccomp_notify")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        liblxc.log_init(level="LOUD")
-    with pytest.raises(ValueError):
-        liblxc.log_init(file="/tmp/a\0b")
 
 
 # --------------------------------------------------------------------------- configuration

@@ -1,13 +1,19 @@
-"""Helpers for tests of the high-level API."""
+"""What the test modules share: waiting, names, /proc readers, teardown helpers."""
 
 from __future__ import annotations
 
+import glob
+import itertools
 import os
 import queue
+import select
+import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import lxactors
 from lxactors import liblxc
@@ -24,6 +30,23 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str =
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def seconds_until(predicate: Callable[[], object], timeout: float, what: str) -> float:
+    """wait_for *predicate*; return the seconds it took (for tests that measure)."""
+    t0 = time.monotonic()
+    wait_for(predicate, timeout, what)
+    return time.monotonic() - t0
+
+
+_counter = itertools.count()
+_counter_lock = threading.Lock()
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A container name no other test (or test process) uses: PREFIX<pid>-<n>."""
+    with _counter_lock:
+        return f"{prefix}{os.getpid()}-{next(_counter)}"
 
 
 def read_console_until(ref: lxactors.ContainerRef, needle: bytes, timeout: float = 10.0) -> bytes:
@@ -55,14 +78,33 @@ def remove_container(name: str, lxcpath: str) -> None:
         pass
 
 
+def proc_status(pid: int | str) -> dict[str, str]:
+    """/proc/PID/status (PID may be "self") as {field: value}."""
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        return {key: value.strip() for key, sep, value in (line.partition(":") for line in f) if sep}
+
+
 def status_field(pid: int | str, field: str) -> str:
     """One field of /proc/PID/status (PID may be "self"), without its name."""
-    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key == field:
-                return value.strip()
-    raise KeyError(field)
+    status = proc_status(pid)
+    if field not in status:
+        raise KeyError(field)
+    return status[field]
+
+
+def assert_untouched(outside: str) -> None:
+    """Nothing was written in *outside* (the ``outside`` fixture) and its mode is as made."""
+    assert os.listdir(outside) == [], f"written outside the rootfs: {os.listdir(outside)}"
+    assert stat.S_IMODE(os.stat(outside).st_mode) == 0o711, "mode changed outside the rootfs"
+
+
+def pid_gone(pid: int) -> bool:
+    """True once *pid* has exited (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def host_uid(pid: int) -> int:
@@ -99,3 +141,59 @@ def made_bridge(prefix: str, address: str | None = None) -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "link", "del", name], check=False)
+
+
+# --------------------------------------------------------------------------- low-level handles
+
+
+def sh(c: liblxc.Container, script: str, **kw: Any) -> liblxc.AttachResult:
+    """Run *script* with the container's /bin/sh (attach_run_wait, 30 s)."""
+    return c.attach_run_wait(["/bin/sh", "-c", script], timeout=30, **kw)
+
+
+def assert_no_private_log_line(path: str) -> None:
+    """No config file in *path* names one of lxactors' private per-handle logs."""
+    for cfg in glob.glob(os.path.join(path, "**", "config"), recursive=True):
+        with open(cfg, encoding="utf-8", errors="replace") as f:
+            bad = [ln for ln in f if ln.startswith("lxc.log.file") and "lxactors-" in ln]
+        assert not bad, f"{cfg} keeps lxactors' private log: {bad}"
+
+
+def read_until(fd: int, want: bytes, timeout: float = 15.0,
+               poke: Callable[[bytes], None] | None = None) -> bytes:
+    """Read *fd* until *want* shows up; *poke(buffer)* runs between reads."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while want not in buf:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{want!r} not seen within {timeout} s; got {buf[-400:]!r}")
+        r, _, _ = select.select([fd], [], [], min(remaining, 0.1))
+        if r:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+        if poke is not None:
+            poke(buf)
+    assert want in buf, buf
+    return buf
+
+
+class ShellDriver:
+    """Drives busybox's askfirst console shell: Enter until a prompt, then one command."""
+
+    def __init__(self, fd: int, command: bytes) -> None:
+        self.fd, self.command = fd, command
+        self.sent = False
+        self.next_enter = 0.0
+
+    def __call__(self, buf: bytes) -> None:
+        if self.sent:
+            return
+        if b"# " in buf:
+            os.write(self.fd, self.command + b"\r")
+            self.sent = True
+        elif time.monotonic() >= self.next_enter:
+            os.write(self.fd, b"\r")
+            self.next_enter = time.monotonic() + 0.5

@@ -1,0 +1,150 @@
+"""lxactors.liblxc on real busybox containers: running programs in a container, and its fds.
+
+Together the test_liblxc_*.py modules exercise every public function and ``Container``
+member at least once, each test checking a result that a broken binding would get wrong.
+The containers come from ``make_container`` (overlay snapshots of the session's busybox
+``base``); anything else a test makes is registered with ``extra``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from lxactors import liblxc
+from lxactors._errors import LxcError
+from tests.util import proc_status, read_until, sh
+
+# --------------------------------------------------------------------------- attach
+
+
+def test_attach_run_wait(make_container) -> None:
+    c = make_container(start=True)
+    r = sh(c, "echo out; echo err >&2; cat; exit 3", input=b"fed to stdin\n")
+    assert r == liblxc.AttachResult(status=3, stdout=b"out\nfed to stdin\n", stderr=b"err\n",
+                                    timed_out=False)
+
+    r = c.attach_run_wait(["id"], uid=1000, gid=1000, groups=[5, 6])
+    assert r.status == 0
+    assert r.stdout.decode().split() == ["uid=1000", "gid=1000", "groups=5,6"]
+
+    r = sh(c, 'echo "$FOO"; pwd', env={"FOO": "bar baz"}, cwd="/tmp")
+    assert r.stdout == b"bar baz\n/tmp\n"
+    r = c.attach_run_wait(["env"], clear_env=True, env={"ONLY": "this"})
+    assert b"ONLY=this" in r.stdout.splitlines()
+    assert not [ln for ln in r.stdout.splitlines() if ln.startswith(b"PYTEST_")]
+
+    # Runs in the container: its hostname, its pid namespace.
+    r = sh(c, "hostname; echo $$")
+    host, pid = r.stdout.decode().split()
+    assert host == c.name and int(pid) > 1
+
+    big = os.urandom(64 << 10)
+    r = c.attach_run_wait(["cat"], input=big, timeout=30)
+    assert r.status == 0 and r.stdout == big
+    r = c.attach_run_wait(["/bin/sh", "-c", "head -c 3000000 /dev/zero"], timeout=30)
+    assert r.status == 0 and r.stdout == bytes(3000000)
+
+    r = c.attach_run_wait(["/bin/no-such-program"])
+    assert r.status == 127
+
+
+def test_attach_run_wait_input_too_large_keeps_the_helper(make_container) -> None:
+    """Input travels in the request message (SOCK_SEQPACKET, ~200 KB at most)."""
+    from lxactors._helperclient import helper
+
+    c = make_container(start=True)
+    before = helper().pid
+    with pytest.raises(LxcError) as e:
+        c.attach_run_wait(["cat"], input=bytes(1 << 20))
+    assert "too large" in e.value.message
+    assert helper().pid == before  # not restarted (that would apply owner-death policies)
+    assert c.attach_run_wait(["true"]).status == 0
+
+
+def test_attach_run_wait_timeout_kills(make_container) -> None:
+    c = make_container(start=True)
+    t = time.monotonic()
+    r = c.attach_run_wait(["sleep", "60"], timeout=0.5)
+    assert time.monotonic() - t < 20
+    assert r.timed_out is True
+    assert r.status == -9
+    assert "sleep" not in sh(c, "ps").stdout.decode()
+
+
+def test_attach_run_waitl(make_container) -> None:
+    c = make_container(start=True)
+    r = c.attach_run_waitl("/bin/echo", "a", "b c")
+    assert r.status == 0 and r.stdout == b"a b c\n" and r.stderr == b""
+    r = c.attach_run_waitl("/bin/sh", "-c", "exit 9")
+    assert r.status == 9
+
+
+def test_attach(make_container) -> None:
+    c = make_container(start=True)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        a = c.attach(["/bin/sh", "-c", "echo started; read line; echo got-$line; exit 7"],
+                     stdin=in_r, stdout=out_w)
+        os.close(in_r)
+        os.close(out_w)
+        in_r = out_w = -1
+        assert isinstance(a, liblxc.Attached)
+        assert a.pid > 0
+        read_until(out_r, b"started\n")
+        # a.pid is the host's view of a process inside the container.
+        assert os.readlink(f"/proc/{a.pid}/ns/pid") == os.readlink(f"/proc/{c.init_pid()}/ns/pid")
+        assert int(proc_status(a.pid)["NSpid"].split()[-1]) > 1
+        os.write(in_w, b"x\n")
+        assert a.wait(30) == 7
+        assert a.wait() == 7  # the result is kept
+        assert read_until(out_r, b"got-x\n").endswith(b"got-x\n")
+        a.close()
+    finally:
+        for fd in (in_r, in_w, out_r, out_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_attach_default_stdio_is_devnull(make_container) -> None:
+    c = make_container(start=True)
+    a = c.attach(["/bin/sh", "-c", "read x; test -z \"$x\" && readlink /proc/self/fd/0 | "
+                  "grep -q null"])
+    assert a.wait(30) == 0
+
+
+# --------------------------------------------------------------------------- fds
+
+
+def test_devpts_fd(make_container) -> None:
+    c = make_container(start=True)
+    fd = c.devpts_fd()
+    try:
+        st = os.fstat(fd)
+        assert st.st_mode & 0o170000 == 0o040000  # a directory: the devpts root
+        assert st.st_dev != os.stat("/dev/pts").st_dev  # the container's own instance
+        assert "ptmx" in os.listdir(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def test_seccomp_notify_fd_without_policy(make_container) -> None:
+    c = make_container(start=True)
+    with pytest.raises(LxcError) as e:
+        c.seccomp_notify_fd()
+    assert e.value.container == c.name and e.value.operation == "seccomp_notify_fd"
+    with pytest.raises(LxcError) as e:
+        c.seccomp_notify_fd_active()
+    assert e.value.operation == "seccomp_notify_fd_active"
+
+
+def test_attach_no_new_privs_flag(make_container) -> None:
+    c = make_container(start=True)
+    plain = sh(c, "grep NoNewPrivs /proc/self/status").stdout.split()
+    nnp = sh(c, "grep NoNewPrivs /proc/self/status",
+             flags=liblxc.ATTACH_NO_NEW_PRIVS).stdout.split()
+    assert plain == [b"NoNewPrivs:", b"0"]
+    assert nnp == [b"NoNewPrivs:", b"1"]
