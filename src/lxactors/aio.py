@@ -79,7 +79,7 @@ class ContainerRef:
     """A container spawned with :func:`spawn`: pass it to :func:`exit`, :func:`send`, ...
 
     ``async for msg in ref`` yields the owner's messages until the container
-    has ended and every message was taken; ``async with ref`` exits it
+    (or the owning task) has ended and every message was taken; ``async with ref`` exits it
     (``"kill"``) on leaving.  :attr:`ref` is the threaded
     :class:`lxactors.ContainerRef` for the blocking API.
     """
@@ -108,12 +108,12 @@ class ContainerRef:
         return self._inbox.task
 
     async def receive(self, timeout: float | None = None) -> Message:
-        """The next message: ``TimeoutError`` after *timeout* seconds,
-        ``LxcError`` once the container has ended and every message was taken."""
+        """The next message: ``TimeoutError`` after *timeout* seconds, ``LxcError``
+        once every message was taken and the container or its owner task has ended."""
         async with asyncio.timeout(timeout):
             message = await self._next()
         if message is None:
-            raise LxcError(self.name, "receive", "the container has ended")
+            raise LxcError(self.name, "receive", "no more messages: the container or its owner has ended")
         return message
 
     async def _next(self) -> Message | None:
@@ -123,6 +123,8 @@ class ContainerRef:
             message = self._inbox.take()
             if message is not None:
                 return message
+            if not self._inbox.alive():
+                return None  # the owner task is gone: nothing more comes here
             if not self.ref.alive:
                 # Deliveries made before the actor ended are already queued on
                 # the loop (call_soon_threadsafe is FIFO): let them land first.
