@@ -4,8 +4,8 @@ Each :class:`Console` reads its container's console pty and delivers
 :class:`ConsoleOutput` to the owner through a :class:`FlowWindow`: at most
 ``window`` bytes are in flight (delivered, not yet processed by the owner);
 past that the pty is not read, so the writer in the container blocks:
-nothing is dropped and memory stays bounded.  Writes (:meth:`Console.send`) are buffered, and block the sender
-once a window of bytes is waiting.
+nothing is dropped and memory stays bounded.  Writes (:meth:`Console.send`)
+are buffered, and block the sender once a window of bytes is waiting.
 
 The same thread watches each container's init through a pidfd, so the
 container actor learns at once when init exits.
