@@ -32,7 +32,11 @@ _ALPHABET = string.ascii_lowercase + string.digits
 
 def random_name(prefix: str = "lxa-") -> str:
     """A random container name (``lxa-`` + 8 characters from ``secrets``)."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    if not isinstance(prefix, str):
+        raise TypeError(f"name prefix must be str, not {type(prefix).__name__}")
+    name = prefix + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    v.check_name(name, f"container name with prefix {prefix!r}")
+    return name
 
 
 @dataclass(frozen=True)
