@@ -107,11 +107,11 @@ def test_bad_arguments(lxcpath: str, args: list[str], message: str) -> None:
 def test_liblxc_missing_reported_in_one_line() -> None:
     # What main() does when the extension (or the liblxc it links) cannot be
     # imported by a command.
-    code = ("import sys; import lxactors.__main__ as m; sys.modules['lxactors.imc'] = None; "
+    code = ("import sys; import lxactors.apps.cli as m; sys.modules['lxactors.apps.imc'] = None; "
             "sys.exit(m.main(['imc', '--', 'true']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
-    assert "lxactors.imc" in one_line(r)
+    assert "lxactors.apps.imc" in one_line(r)
 
 
 def test_liblxc_missing_before_main() -> None:

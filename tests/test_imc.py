@@ -14,8 +14,9 @@ from typing import Any
 import pykka
 import pytest
 
-from lxactors import LxcError, imc, liblxc
+from lxactors import LxcError, liblxc
 from lxactors._userns import resolve_userns
+from lxactors.apps import imc
 from tests.util import host_uid, made_bridge, pids_in_pidns_of
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from lxactors import liblxc, tcpvm
+from lxactors import liblxc
 from lxactors._userns import resolve_userns
+from lxactors.apps import tcpvm
 from tests.util import host_uid, made_bridge, pids_in_pidns_of, status_field, wait_for
 
 HOST = re.compile(rb"host=([A-Za-z0-9-]+)=")
@@ -236,7 +237,7 @@ def _ports(bridge: str) -> str:
 def test_network_config_passes_through(server: Callable[..., Server], lxcpath: str,
                                        bridge: str) -> None:
     # The CLI's `--config lxc.net.0.link=BR` implies type veth and flags up.
-    from lxactors.__main__ import _with_veth_defaults
+    from lxactors.apps.tcpvm import _with_veth_defaults
 
     config = _with_veth_defaults([("lxc.net.0.link", bridge)])
     assert sorted(config) == sorted([("lxc.net.0.type", "veth"), ("lxc.net.0.flags", "up"),

@@ -6,6 +6,13 @@ low-level handle with :func:`container` (see :mod:`lxactors.liblxc`) and the
 console with :func:`console`.  The owner gets :class:`ConsoleOutput`,
 :class:`ContainerExited`, :class:`ContainerRestarted` and :class:`GaveUp`.
 
+For applications built on it (``lxactors.apps``: the command, tcpvm, imc):
+:func:`spawn_options` checks options once for many spawns, :func:`ensure_base`
+builds the cached base ahead of the first spawn (:func:`base_name` names it),
+:func:`random_name` and :func:`resolve_userns` are spawn's own, and
+:class:`Owner` / :func:`as_owner` / :class:`FlowWindow` deliver messages of
+one's own to an owner the way the console does.
+
 Names are imported on first use, so that ``lxactors`` (the command) can say
 in one line that liblxc is missing instead of failing in this import.
 """
@@ -18,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lxactors._api import ContainerRef, console, container, exit, send, spawn, type
+    from lxactors._base import base_name, ensure_base
     from lxactors._console import Console
     from lxactors._errors import ContainerClosedError, HelperError, LxcError, LxcTimeoutError
     from lxactors._messages import (
@@ -27,8 +35,10 @@ if TYPE_CHECKING:
         GaveUp,
         Message,
     )
-    from lxactors._owner import Mailbox
-    from lxactors._userns import IdMap
+    from lxactors._options import random_name, spawn_options
+    from lxactors._owner import Mailbox, Owner, as_owner
+    from lxactors._userns import IdMap, resolve_userns
+    from lxactors._window import FlowWindow
 
 _EXPORTS = {
     "Console": "lxactors._console",
@@ -37,6 +47,7 @@ _EXPORTS = {
     "ContainerExited": "lxactors._messages",
     "ContainerRef": "lxactors._api",
     "ContainerRestarted": "lxactors._messages",
+    "FlowWindow": "lxactors._window",
     "GaveUp": "lxactors._messages",
     "HelperError": "lxactors._errors",
     "IdMap": "lxactors._userns",
@@ -44,11 +55,18 @@ _EXPORTS = {
     "LxcTimeoutError": "lxactors._errors",
     "Mailbox": "lxactors._owner",
     "Message": "lxactors._messages",
+    "Owner": "lxactors._owner",
+    "as_owner": "lxactors._owner",
+    "base_name": "lxactors._base",
     "container": "lxactors._api",
     "console": "lxactors._api",
+    "ensure_base": "lxactors._base",
     "exit": "lxactors._api",
+    "random_name": "lxactors._options",
+    "resolve_userns": "lxactors._userns",
     "send": "lxactors._api",
     "spawn": "lxactors._api",
+    "spawn_options": "lxactors._options",
     "type": "lxactors._api",
 }
 
@@ -59,6 +77,7 @@ __all__ = [
     "ContainerExited",
     "ContainerRef",
     "ContainerRestarted",
+    "FlowWindow",
     "GaveUp",
     "HelperError",
     "IdMap",
@@ -66,11 +85,18 @@ __all__ = [
     "LxcTimeoutError",
     "Mailbox",
     "Message",
+    "Owner",
+    "as_owner",
+    "base_name",
     "container",
     "console",
+    "ensure_base",
     "exit",
+    "random_name",
+    "resolve_userns",
     "send",
     "spawn",
+    "spawn_options",
     "type",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)

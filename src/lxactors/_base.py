@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 
+from lxactors import _validate as v
 from lxactors import liblxc
 from lxactors._chroot import FileOwner, FileSpec, apply_chroot, lower_dir, rootfs_dir
 from lxactors._userns import IdMap, idmap_of
@@ -38,7 +39,13 @@ console::askfirst:/bin/sh
 
 def base_name(idmap: IdMap | None = None) -> str:
     """The base's name: ``lxactors-base``, or ``lxactors-base-userns-<ids>``."""
+    _check_idmap(idmap)
     return BASE_NAME if idmap is None else f"{BASE_NAME}-userns-{idmap.tag}"
+
+
+def _check_idmap(idmap: object) -> None:
+    if idmap is not None and not isinstance(idmap, IdMap):
+        raise TypeError(f"idmap must be an lxactors.IdMap or None, not {type(idmap).__name__}")
 
 
 def container_idmap(container: liblxc.Container) -> IdMap | None:
@@ -69,7 +76,17 @@ def _lxcpath(path: str | None) -> str:
 
 def ensure_base(path: str | None, idmap: IdMap | None = None, template: str = "busybox",
                 progress: bool = False) -> str:
-    """Build the base container for *idmap* in *path* if it is not there; return the lxcpath."""
+    """Build the base container for *idmap* in *path* if it is not there; return the lxcpath.
+
+    Unnamed containers are overlay clones of it: a server calls this before
+    its first client, who would otherwise wait for the template (~0.5 s).
+    """
+    _check_idmap(idmap)
+    if path is not None:
+        v.check_path(path, "lxcpath")
+    v.check_text(template, "template", allow_newline=False)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, not {type(progress).__name__}")
     lxcpath = _lxcpath(path)
     name = base_name(idmap)
     with _lock:

@@ -1,11 +1,11 @@
 """Console I/O: one selector thread for every console, with flow control.
 
 Each :class:`Console` reads its container's console pty and delivers
-:class:`ConsoleOutput` to the owner.  At most ``window`` bytes are in flight
-(delivered, not yet processed by the owner); past that the pty is not read,
-so the writer in the container blocks: nothing is dropped and memory stays
-bounded.  Writes (:meth:`Console.send`) are buffered, and block the sender
-once a window of bytes is waiting.
+:class:`ConsoleOutput` to the owner through a :class:`FlowWindow`: at most
+``window`` bytes are in flight (delivered, not yet processed by the owner);
+past that the pty is not read, so the writer in the container blocks:
+nothing is dropped and memory stays bounded.  Writes (:meth:`Console.send`)
+are buffered, and block the sender once a window of bytes is waiting.
 
 The same thread watches each container's init through a pidfd, so the
 container actor learns at once when init exits.
@@ -26,13 +26,12 @@ from lxactors._errors import LxcError, LxcTimeoutError
 from lxactors._messages import ConsoleOutput
 from lxactors._owner import Owner
 from lxactors._singleton import PerProcess
+from lxactors._window import DEFAULT_WINDOW, FlowWindow
 
 __all__ = ["Console", "hub", "DEFAULT_WINDOW"]
 
 log = logging.getLogger("lxactors")
 
-#: Default flow-control window, in bytes.
-DEFAULT_WINDOW = 64 * 1024
 _READ_MAX = 64 * 1024
 
 
@@ -49,7 +48,7 @@ class Console:
         self.on_eof = on_eof
         os.set_blocking(ptx, False)
         self._lock = threading.Condition()
-        self._inflight = 0
+        self._window = FlowWindow(window, on_open=lambda: hub().wake())
         self._wbuf = bytearray()
         self._closed = False
         self._eof = False
@@ -60,7 +59,7 @@ class Console:
     @property
     def inflight(self) -> int:
         """Bytes delivered to the owner and not yet processed."""
-        return self._inflight
+        return self._window.inflight
 
     def set_owner(self, owner: Owner) -> None:
         self.owner = owner
@@ -95,27 +94,20 @@ class Console:
     def closed(self) -> bool:
         return self._closed
 
-    def _ack(self, n: int) -> None:
-        with self._lock:
-            was_full = self._inflight >= self.window
-            self._inflight -= n
-        if was_full:
-            hub().wake()
-
     # called from the hub thread --------------------------------------------------
 
     def _events(self) -> int:
         if self._closed:
             return 0
         ev = 0
-        if not self._eof and self._inflight < self.window:
+        if not self._eof and self._window.room:
             ev |= selectors.EVENT_READ
         if self._wbuf:
             ev |= selectors.EVENT_WRITE
         return ev
 
     def _on_read(self) -> None:
-        room = min(_READ_MAX, self.window - self._inflight)
+        room = min(_READ_MAX, self._window.room)
         if room <= 0:
             return
         try:
@@ -131,11 +123,8 @@ class Console:
             if self.on_eof is not None:
                 self.on_eof()
             return
-        n = len(data)
-        self.bytes_read += n
-        with self._lock:
-            self._inflight += n
-        self.owner.deliver(ConsoleOutput(self.container, data), lambda: self._ack(n))
+        self.bytes_read += len(data)
+        self._window.deliver(self.owner, ConsoleOutput(self.container, data), len(data))
 
     def _on_write(self) -> None:
         with self._lock:

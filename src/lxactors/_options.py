@@ -13,9 +13,9 @@ from lxactors import _validate as v
 from lxactors._chroot import ChrootSpec, parse_chroot
 from lxactors._console import DEFAULT_WINDOW
 from lxactors._policy import Type, check_type
-from lxactors._userns import IdMap, resolve_userns
+from lxactors._userns import IdMap, reach_problem, resolve_userns
 
-__all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name"]
+__all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name", "spawn_options"]
 
 #: verbose level -> liblxc log level.
 LOG_LEVELS = ("ERROR", "WARN", "NOTICE", "INFO", "DEBUG", "TRACE")
@@ -29,7 +29,11 @@ _ALPHABET = string.ascii_lowercase + string.digits
 
 def random_name(prefix: str = "lxa-") -> str:
     """A random container name (``lxa-`` + 8 characters from ``secrets``)."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    if not isinstance(prefix, str):
+        raise TypeError(f"name prefix must be str, not {type(prefix).__name__}")
+    name = prefix + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    v.check_name(name, f"container name with prefix {prefix!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,28 @@ def parse_options(name: object, options: Mapping[str, Any]) -> tuple[str, bool, 
         o["timeout"] = v.check_timeout(o["timeout"])
     o["userns"] = _userns(o, named)
     return name, named, SpawnOptions(**o)
+
+
+def spawn_options(**options: Any) -> dict[str, Any]:
+    """:func:`lxactors.spawn`'s options for unnamed containers, checked once for many spawns.
+
+    Raises what ``spawn`` would (TypeError, ValueError) without starting
+    anything, so a server fails when it starts, not at its first client.
+    ``userns`` comes back resolved (an :class:`IdMap`, or False), so root's
+    id range is read once; an lxcpath the container's root could not reach
+    is refused here too.
+    """
+    opts = parse_options("", options)[2]
+    checked = dict(options)
+    checked["userns"] = opts.userns or False
+    if opts.userns is not None:
+        from lxactors.liblxc import default_lxcpath  # the extension, only when asked
+
+        path = options.get("path") or default_lxcpath()
+        problem = reach_problem(path, opts.userns)
+        if problem:
+            raise ValueError(f"lxcpath {path}: {problem}")
+    return checked
 
 
 def _userns(o: dict[str, Any], named: bool) -> IdMap | None:

@@ -35,7 +35,10 @@ Done = Callable[[], None]
 
 
 class Owner:
-    """Base: deliver messages, say whether alive."""
+    """Who gets a container's messages: deliver them, say whether still alive.
+
+    :func:`as_owner` makes one of a pykka ``ActorRef`` or a :class:`Mailbox`.
+    """
 
     def deliver(self, message: Message, done: Done | None = None) -> bool:
         """Hand over *message*; False (and *done* called) if the owner is gone."""

@@ -48,7 +48,7 @@ from lxactors._api import _seconds
 from lxactors._console import Console
 from lxactors._errors import LxcError, LxcTimeoutError
 from lxactors._messages import ContainerExited, Message
-from lxactors._options import Type
+from lxactors._policy import Type
 from lxactors._singleton import PerProcess
 
 __all__ = ["ContainerRef", "spawn", "exit", "send", "type", "container", "console"]

@@ -408,4 +408,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--linger", type=float, default=DEFAULT_LINGER, metavar="SECONDS",
                    help="with piped input: hang up after the session has been quiet this long "
                    f"once the input ended (default {DEFAULT_LINGER:g}; 0: at once)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, root=False)
