@@ -226,8 +226,10 @@ class NetCluster:
         except Exception as exc:
             problems.append(f"containers: {exc}")
         for node in self.nodes:
-            if os.path.isdir(node.lxcpath) and os.listdir(node.lxcpath):
-                problems.append(f"{node.lxcpath} not empty: {os.listdir(node.lxcpath)}")
+            left_files = [f for f in os.listdir(node.lxcpath) if not f.endswith(".lock")] \
+                if os.path.isdir(node.lxcpath) else []
+            if left_files:
+                problems.append(f"{node.lxcpath} not empty: {left_files}")
         for ns in reversed(self.made_ns):
             subprocess.run(["ip", "netns", "del", ns], check=False)
         gone = [ns for ns in self.made_ns if os.path.exists(f"/run/netns/{ns}")]
