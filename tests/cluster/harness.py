@@ -86,6 +86,39 @@ class Node:
     def pids(self) -> dict[int, str]:
         return pids_in_netns({netns_inode(self.ns)})
 
+    def lxc(self, tool: str, name: str, *args: str, check: bool = True) -> str:
+        """An ``lxc-*`` tool on one of this node's containers, run in the node's namespace.
+
+        A container's monitor answers on an abstract unix socket, which lives
+        in the network namespace of the process that started it: from any
+        other, liblxc would report a running container STOPPED.
+        """
+        argv = ["nsenter", f"--net=/run/netns/{self.ns}", "--", f"lxc-{tool}", "-P", self.lxcpath,
+                "-n", name, *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def state(self, name: str) -> str:
+        """RUNNING / STOPPED / ..., or 'gone' once the container is deleted."""
+        from lxactors import liblxc
+
+        if name not in liblxc.list_defined_containers(self.lxcpath):
+            return "gone"
+        return self.lxc("info", name, "-sH")
+
+    def init_pid(self, name: str) -> int:
+        return int(self.lxc("info", name, "-pH"))
+
+    def remove(self, name: str) -> None:
+        """Stop and delete *name* if it is there."""
+        from lxactors import liblxc
+
+        if name in liblxc.list_defined_containers(self.lxcpath):
+            self.lxc("stop", name, "-k", check=False)
+            self.lxc("destroy", name, "-f")
+
     def raylet_pid(self) -> int | None:
         for pid, comm in self.pids().items():
             if comm == "raylet":
@@ -186,12 +219,8 @@ class NetCluster:
         for node in self.nodes:
             if not os.path.isdir(node.lxcpath):
                 continue
-            for name in liblxc.list_active_containers(node.lxcpath):
-                with liblxc.Container(name, node.lxcpath) as c:
-                    c.stop()
             for name in liblxc.list_defined_containers(node.lxcpath):
-                with liblxc.Container(name, node.lxcpath) as c:
-                    c.destroy()
+                node.remove(name)
 
     def kill_processes(self, timeout: float = 15.0) -> dict[int, str]:
         inodes = {netns_inode(ns) for ns in self.made_ns if os.path.exists(f"/run/netns/{ns}")}
