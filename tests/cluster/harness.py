@@ -104,9 +104,12 @@ class Node:
         """RUNNING / STOPPED / ..., or 'gone' once the container is deleted."""
         from lxactors import liblxc
 
-        if name not in liblxc.list_defined_containers(self.lxcpath):
-            return "gone"
-        return self.lxc("info", name, "-sH")
+        try:
+            return self.lxc("info", name, "-sH")
+        except RuntimeError:
+            if name not in liblxc.list_defined_containers(self.lxcpath):
+                return "gone"  # deleted, perhaps while lxc-info read it
+            raise
 
     def init_pid(self, name: str) -> int:
         return int(self.lxc("info", name, "-pH"))
