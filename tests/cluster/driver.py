@@ -1,6 +1,6 @@
 """A Ray driver inside a test namespace: runs functions of ``tests.cluster.scenarios`` on request.
 
-``python -m tests.cluster.driver ADDRESS REQ_FD ANS_FD``: each request is a
+``python -m tests.cluster.driver ADDRESS REQ_FD ANS_FD [MODULE]``: each request is a
 length-prefixed pickle ``(function, args, kwargs)``; each answer
 ``(True, value)`` or ``(False, traceback text)``.  EOF on the request pipe
 ends the driver.
@@ -30,7 +30,9 @@ def _read(fd: int, n: int) -> bytes:
 def main() -> None:
     address, req, ans = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     ray.init(address=address, log_to_driver=False, namespace="lxactors-tests")
-    from tests.cluster import scenarios
+    import importlib
+
+    scenarios = importlib.import_module(sys.argv[4] if len(sys.argv) > 4 else "tests.cluster.scenarios")
 
     while True:
         try:

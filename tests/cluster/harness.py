@@ -209,8 +209,8 @@ class NetCluster:
             self.stop(check=False)
             raise
 
-    def driver(self, node: int = 0) -> Driver:
-        d = Driver(self, self.nodes[node])
+    def driver(self, node: int = 0, module: str = "tests.cluster.scenarios") -> Driver:
+        d = Driver(self, self.nodes[node], module)
         self.drivers.append(d)
         return d
 
@@ -283,13 +283,13 @@ class Driver:
     stdout, which Ray may write to).
     """
 
-    def __init__(self, cluster: NetCluster, node: Node) -> None:
+    def __init__(self, cluster: NetCluster, node: Node, module: str) -> None:
         self.node = node
         req_r, self._req_w = os.pipe()
         self._ans_r, ans_w = os.pipe()
         self.proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{node.ns}", "--", sys.executable, "-m",
-             "tests.cluster.driver", cluster.address, str(req_r), str(ans_w)],
+             "tests.cluster.driver", cluster.address, str(req_r), str(ans_w), module],
             pass_fds=(req_r, ans_w), env=cluster.env(node), cwd=ROOT, stdin=subprocess.DEVNULL,
         )
         os.close(req_r)

@@ -41,8 +41,8 @@ log = logging.getLogger("lxactors")
 AGENT_NAMESPACE = "lxactors"
 #: Console bytes per streamed batch (64 KiB: 278 MB/s between nodes where 4 KiB gave 43).
 BATCH = 64 * 1024
-#: Batches a container's stream may run ahead of its owner.
-BACKPRESSURE = 4
+#: Batches a container's stream may run ahead of its owner (16 x 64 KiB: 1 MiB at most).
+BACKPRESSURE = 16
 #: The node's default lxcpath, if set in the environment the node was started with.
 PATH_ENV = "LXACTORS_LXCPATH"
 #: Threads for calls (spawn, exit, send, ...) and for message streams, per agent.
@@ -50,6 +50,11 @@ CALL_THREADS = 64
 STREAM_THREADS = 1024
 #: How often an idle stream checks that its container and owner still exist.
 IDLE_CHECK = 0.5
+#: A console read at least this large means bulk output: the batch waits up to
+#: ``LINGER`` s for more (a pty gives about 4 KiB per read, and a streamed item
+#: costs about a millisecond); smaller reads (typing, prompts) go at once.
+BULK = 2048
+LINGER = 0.002
 
 
 @dataclass(eq=False)
@@ -201,9 +206,10 @@ def _batch(first: lxactors.Message, mailbox: lxactors.Mailbox) -> list[lxactors.
     """*first* and what else is waiting, consecutive console bytes merged, up to ``BATCH`` bytes."""
     out: list[lxactors.Message] = [first]
     size = len(first.data) if isinstance(first, lxactors.ConsoleOutput) else 0
+    linger = LINGER if size >= BULK else 0.0
     while size < BATCH:
         try:
-            m = mailbox.get_nowait()
+            m = mailbox.get(linger) if linger else mailbox.get_nowait()
         except queue.Empty:
             break
         last = out[-1]
@@ -242,6 +248,10 @@ def agent(node_id: str) -> Any:
             handle = _agents[node_id] = _AgentActor.options(
                 name=f"lxactors-agent-{node_id}", namespace=AGENT_NAMESPACE,
                 lifetime="detached", get_if_exists=True,
+                # Ray kills a worker's children when it exits: not lxactors' helper, which
+                # must outlive the agent to apply the policies (it ignores the SIGTERM Ray
+                # sends to a dead worker's process group).
+                runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}},
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             ).remote()
         return handle
