@@ -52,7 +52,7 @@ install_venv() {
     if [ ! -e "$stamp" ] || [ -n "$newest" ] || ! ls src/lxactors/_lxc*.so >/dev/null 2>&1; then
         echo "go: installing lxactors into $VENV" >&2
         "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-        "$VENV/bin/pip" install -q -e ".[test]"
+        "$VENV/bin/pip" install -q -e ".[test,ray]"
         touch "$stamp"
     fi
 }
