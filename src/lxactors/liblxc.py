@@ -197,6 +197,12 @@ class Container:
         c = self._handle()
         return getattr(c, member)(c, *args)
 
+    def _marked(self, member: str, *args: Any) -> Any:
+        """:meth:`_call` with the log marked first: a failure then reports the
+        lines of this call only, not those of earlier calls on the handle."""
+        self._log.mark()
+        return self._call(member, *args)
+
     def _fail(self, operation: str, message: str = "failed") -> LxcError:
         return LxcError(self._name, operation, message, self._log.read_new())
 
@@ -210,6 +216,7 @@ class Container:
         if snapshot:
             snap = os.path.join(log_dir(), f"{self._name}.{threading.get_ident()}.conf")
             c = self._handle()
+            self._log.mark()
             if not c.save_config(c, v.encode(snap)):
                 raise self._fail("save configuration snapshot")
             args["config"] = snap
@@ -321,7 +328,7 @@ class Container:
 
     def init_pidfd(self) -> int:
         """A pidfd for init (yours to close)."""
-        fd = int(self._call("init_pidfd"))
+        fd = int(self._marked("init_pidfd"))
         if fd < 0:
             raise self._fail("init_pidfd")
         return fd
@@ -341,10 +348,10 @@ class Container:
         return bool(self._call("may_control"))
 
     def freeze(self) -> None:
-        self._check("freeze", self._call("freeze"))
+        self._check("freeze", self._marked("freeze"))
 
     def unfreeze(self) -> None:
-        self._check("unfreeze", self._call("unfreeze"))
+        self._check("unfreeze", self._marked("unfreeze"))
 
     # ------------------------------------------------------------ config
 
@@ -356,16 +363,16 @@ class Container:
 
     def set_config_path(self, path: str | os.PathLike[str]) -> None:
         raw = v.check_path(path, "lxcpath")
-        self._check("set_config_path", self._call("set_config_path", raw))
+        self._check("set_config_path", self._marked("set_config_path", raw))
 
     def load_config(self, path: str | os.PathLike[str] | None = None) -> None:
         raw = None if path is None else v.check_path(path, "config file")
-        self._check("load_config", self._call("load_config", _c_str(raw)))
+        self._check("load_config", self._marked("load_config", _c_str(raw)))
         self._attach_log()
 
     def save_config(self, path: str | os.PathLike[str] | None = None) -> None:
         raw = None if path is None else v.check_path(path, "config file")
-        self._check("save_config", self._call("save_config", _c_str(raw)))
+        self._check("save_config", self._marked("save_config", _c_str(raw)))
         written = raw.decode("utf-8", "surrogateescape") if raw else self.config_file_name()
         if written and self._own_log:
             strip_from_config(written, self._log.path)
@@ -388,11 +395,11 @@ class Container:
 
     def set_config_item(self, key: str, value: str) -> None:
         rk, rv = v.check_key(key), v.check_value(value)
-        self._check(f"set_config_item {key}", self._call("set_config_item", rk, rv))
+        self._check(f"set_config_item {key}", self._marked("set_config_item", rk, rv))
 
     def clear_config_item(self, key: str) -> None:
         rk = v.check_key(key)
-        self._check(f"clear_config_item {key}", self._call("clear_config_item", rk))
+        self._check(f"clear_config_item {key}", self._marked("clear_config_item", rk))
         if key in ("lxc.log.file", "lxc.log") or key.startswith("lxc.log.file"):
             self._own_log = False
 
@@ -420,6 +427,7 @@ class Container:
     def get_cgroup_item(self, key: str) -> str:
         raw = v.check_key(key, "cgroup key")
         c = self._handle()
+        self._log.mark()
         n = c.get_cgroup_item(c, raw, NULL, 0)
         if n < 0:
             raise self._fail(f"get_cgroup_item {key}")
@@ -429,7 +437,7 @@ class Container:
 
     def set_cgroup_item(self, key: str, value: str) -> None:
         rk, rv = v.check_key(key, "cgroup key"), v.check_value(value, "cgroup value")
-        self._check(f"set_cgroup_item {key}", self._call("set_cgroup_item", rk, rv))
+        self._check(f"set_cgroup_item {key}", self._marked("set_cgroup_item", rk, rv))
 
     def want_daemonize(self, state: bool = True) -> None:
         if not isinstance(state, bool):
@@ -466,11 +474,31 @@ class Container:
         f = v.check_int(flags, "flags", low=0, high=lib.LXC_CREATE_QUIET)
         args = [a.decode("utf-8", "surrogateescape") for a in v.check_argv(argv)]
         args_b = [a.encode("utf-8", "surrogateescape") for a in args]
-        if self.is_defined():
-            raise LxcError(self._name, "create", "a container of this name already exists")
+        rootfs = self._existing_rootfs()
+        if rootfs is not None:
+            raise LxcError(self._name, "create",
+                           f"a container of this name already exists (its rootfs {rootfs})")
         self._via_helper("create", timeout=v.check_timeout(timeout), snapshot=True,
                          template=t, bdevtype=b, specs=specs, flags=f, argv=args_b)
         self._reload()
+
+    def _existing_rootfs(self) -> str | None:
+        """The rootfs of a defined container, if it exists on disk.
+
+        liblxc refuses to create only a container whose rootfs exists: a
+        defined one without (``save_config()`` on a new handle, as liblxc's
+        clonetest.c and python3-lxc code do) is created.  Its own check
+        misses a ``dir:`` or overlay rootfs; this one does not.
+        """
+        if not self.is_defined():
+            return None
+        path = self.get_config_item("lxc.rootfs.path")
+        if not path:
+            return None
+        _, sep, rest = path.partition(":")
+        # "dir:/p", "overlay:/lower:/upper" (the upper layer is what create makes), "/p"
+        where = rest.rsplit(":", 1)[-1] if sep and not path.startswith("/") else path
+        return path if os.path.lexists(where) else None
 
     def createl(self, template: str | None, *argv: str, bdevtype: str | None = None,
                 flags: int = 0) -> None:
@@ -498,8 +526,7 @@ class Container:
 
     def stop(self) -> None:
         """Kill the container (SIGKILL to init) and wait until STOPPED."""
-        self._log.mark()
-        self._check("stop", self._call("stop"))
+        self._check("stop", self._marked("stop"))
 
     def shutdown(self, timeout: float = 30) -> bool:
         """Ask init to halt (SIGPWR or lxc.signal.halt); True once STOPPED in time."""
@@ -510,7 +537,7 @@ class Container:
         return ok
 
     def reboot(self) -> None:
-        self._check("reboot", self._call("reboot"))
+        self._check("reboot", self._marked("reboot"))
 
     def reboot2(self, timeout: float = 30) -> bool:
         """Reboot and wait for it (True when rebooted within *timeout*)."""
@@ -565,6 +592,7 @@ class Container:
     def snapshot_list(self) -> list[Snapshot]:
         c = self._handle()
         out = ffi.new("struct lxc_snapshot **")
+        self._log.mark()
         n = c.snapshot_list(c, out)
         if n < 0:
             raise self._fail("snapshot_list")
@@ -671,7 +699,7 @@ class Container:
         log = ffi.new("struct lxc_console_log *")
         size = ffi.new("uint64_t *", v.check_int(read_max, "read_max", low=0, high=1 << 30))
         log.clear, log.read, log.read_max = bool(clear), bool(read), size
-        ret = int(self._call("console_log", log))
+        ret = int(self._marked("console_log", log))
         if ret == -errno.ENODATA:  # an empty ring buffer: nothing written yet, or cleared
             return b""
         if ret < 0:
@@ -784,20 +812,20 @@ class Container:
     # ------------------------------------------------------------ seccomp, devpts
 
     def seccomp_notify_fd(self) -> int:
-        fd = int(self._call("seccomp_notify_fd"))
+        fd = int(self._marked("seccomp_notify_fd"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd", "no seccomp notify fd (no notify policy?)")
         return fd
 
     def seccomp_notify_fd_active(self) -> int:
-        fd = int(self._call("seccomp_notify_fd_active"))
+        fd = int(self._marked("seccomp_notify_fd_active"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd_active", "no active seccomp notify fd")
         return fd
 
     def devpts_fd(self) -> int:
         """An fd on the container's devpts (yours to close)."""
-        fd = int(self._call("devpts_fd"))
+        fd = int(self._marked("devpts_fd"))
         if fd < 0:
             raise self._fail("devpts_fd", f"failed ({os.strerror(-fd) if fd < -1 else 'not running?'})")
         return fd
