@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import signal
 import time
 import tty
@@ -58,6 +59,19 @@ class Intensity:
         self._times.append(now)
         self.count += 1
         return True
+
+
+def _running(h: Container, pid: int) -> bool:
+    """Is *pid* still the container's running init?"""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        ended, _, _ = select.select([pidfd], [], [], 0)
+    finally:
+        os.close(pidfd)
+    return not ended and h.is_running()
 
 
 class ContainerActor(pykka.ThreadingActor):
@@ -194,11 +208,18 @@ class ContainerActor(pykka.ThreadingActor):
             self.actor_ref.tell(("init_exited", 0))
             return
         self.init_pid = pid
-        for key, value in o.cgroup:
-            h.set_cgroup_item(key, value)
         self._watch(pid)
-        if o.console_tty is not None:
-            self._open_console()
+        try:
+            for key, value in o.cgroup:
+                h.set_cgroup_item(key, value)
+            if o.console_tty is not None:
+                self._open_console()
+        except LxcError:
+            # A command that ended at once takes its cgroups and consoles
+            # with it: a normal exit, reported through the watch above.
+            if not _running(h, pid):
+                return
+            raise
 
     def _connect(self) -> None:
         """Take over a running container (adoption, or reuse of a name)."""
