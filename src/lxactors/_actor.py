@@ -26,8 +26,9 @@ from lxactors import _base
 from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
-from lxactors._helperclient import Helper
+from lxactors._helperclient import Helper, helper
 from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
+from lxactors._monitor import MonitorWatch
 from lxactors._options import SpawnOptions, Type
 from lxactors._owner import Owner
 from lxactors._userns import reach_problem
@@ -94,6 +95,7 @@ class ContainerActor(pykka.ThreadingActor):
         self.console: Console | None = None
         self.init_pid: int | None = None
         self._cancel_watch: Any = None
+        self._monitor: MonitorWatch | None = None
         self._log_offset = 0
         self._exit_reason: str | None = None
         self._created = False
@@ -247,6 +249,9 @@ class ContainerActor(pykka.ThreadingActor):
         hub().add(self.console)
 
     def _watch(self, pid: int) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+        self._monitor = MonitorWatch(pid)
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -293,7 +298,11 @@ class ContainerActor(pykka.ThreadingActor):
             self.init_pid = new_pid
             self._watch(new_pid)
             return
-        self._ended(self._exit_message())
+        exited = self._exit_message()
+        if exited.reason == "normal" and exited.signal is None and self._monitor is not None \
+                and self._monitor.lost(self._helper or helper(), self.name, h.get_config_path()):
+            exited = ContainerExited(self.name, "lost")
+        self._ended(exited)
 
     def _exit_message(self) -> ContainerExited:
         assert self.handle is not None
@@ -366,6 +375,9 @@ class ContainerActor(pykka.ThreadingActor):
         if self._cancel_watch is not None:
             self._cancel_watch()
             self._cancel_watch = None
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
         self._close_console()
         if self.handle is not None:
             self.handle.close()

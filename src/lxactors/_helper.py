@@ -415,6 +415,52 @@ def _start_with_lxc_start(h: Handle, args: dict[str, Any]) -> bool | None:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def op_remove_stale_cgroups(args: dict[str, Any], fds: list[int], reply: int) -> object:
+    """Remove the cgroups of a stopped container whose monitor was killed.
+
+    A monitor removes ``lxc.payload.<name>`` and ``lxc.monitor.<name>`` as
+    its last act; a SIGKILLed one leaves both, in every hierarchy.  Only
+    empty ones of a container that is not running are removed.  Returns how
+    many payload directories there were: none once a monitor ended normally,
+    so the caller can tell a killed monitor from a normal end.
+    """
+    h = Handle(args)
+    if h.c.is_running(h.c):
+        return 0
+    return _remove_stale_cgroups(h.name)
+
+
+def _remove_stale_cgroups(name: str) -> int:
+    payloads = 0
+    for d in _container_cgroup_dirs(name, ("lxc.payload.", "lxc.monitor.")):
+        payloads += os.path.basename(d).startswith("lxc.payload.")
+        for sub, _dirs, _files in os.walk(d, topdown=False):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass  # busy: not a leftover
+    return payloads
+
+
+def _container_cgroup_dirs(name: str, kinds: tuple[str, ...]) -> list[str]:
+    """The existing ``<kind><name>`` directories, beside the cgroups of init
+    (without systemd's init.scope) or ours, in every hierarchy."""
+    mounts = _cgroup_mounts()
+    found: list[str] = []
+    for cgroups in (_own_cgroups(), _own_cgroups("/proc/1/cgroup")):
+        for ctrls, path in cgroups.items():
+            mount = mounts.get(ctrls)
+            if path.endswith("/init.scope"):
+                path = path[: -len("/init.scope")]
+            if mount is None:
+                continue
+            for kind in kinds:
+                d = os.path.join(mount, path.lstrip("/"), f"{kind}{name}")
+                if d not in found and os.path.isdir(d):
+                    found.append(d)
+    return found
+
+
 def _remove_monitor_cgroups(name: str) -> None:
     """Remove ``lxc.monitor.<name>`` cgroups its monitor could not remove.
 
@@ -845,6 +891,7 @@ OPS = {
     "migrate": op_migrate,
     "console": op_console,
     "attach": op_attach,
+    "remove_stale_cgroups": op_remove_stale_cgroups,
 }
 
 
