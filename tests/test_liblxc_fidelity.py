@@ -58,3 +58,20 @@ def test_error_log_carries_only_the_failed_calls_lines(fresh: liblxc.Container) 
     with pytest.raises(LxcError) as info:
         fresh.set_cgroup_item("pids.max", "10")
     assert not any("lxc.notakey" in line for line in info.value.log), info.value.log
+
+
+@pytest.mark.parametrize("script, code", [("exit 3", 3), ("sleep 0.5; exit 4", 4), ("exit 0", 0)],
+                         ids=["at-once", "after-running", "zero"])
+def test_foreground_start_leaves_inits_exit_status_in_error_num(make_container, script: str,
+                                                                 code: int) -> None:
+    """lxc-execute: with want_daemonize(False), liblxc leaves init's wait status in error_num."""
+    c = make_container()
+    c.want_daemonize(False)
+    c.start(True, ["/bin/sh", "-c", script], timeout=60)
+    assert c.wait("STOPPED", 30)
+    assert os.waitstatus_to_exitcode(c.error_num) == code, c.error_num
+    # ...and a daemonized start afterwards does not report the old status.
+    c.want_daemonize(True)
+    c.start()
+    assert c.error_num == 0
+    c.stop()

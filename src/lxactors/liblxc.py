@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import select
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -173,6 +174,9 @@ class Container:
         self._close_all_fds = True
         self._log = HandleLog(name)
         self._own_log = False
+        #: A foreground start's reply, still to carry init's wait status.
+        self._foreground: Reply | None = None
+        self._foreground_status: int | None = None
         self._attach_log()
         if not self._call("is_defined"):
             # Embedded default: loopback-only network, not /etc/lxc/default.conf
@@ -278,6 +282,9 @@ class Container:
         if c is not None:
             ffi.release(c)
             self._log.remove()
+        if self._foreground is not None:
+            self._foreground.close()
+            self._foreground = None
 
     def __enter__(self) -> Container:
         return self
@@ -299,7 +306,26 @@ class Container:
 
     @property
     def error_num(self) -> int:
-        return int(self._handle().error_num)
+        """liblxc's error_num.  After a foreground start (``want_daemonize(False)``):
+        init's wait status once the container has stopped (what lxc-execute exits with)."""
+        c = self._handle()
+        fg = self._foreground
+        if fg is not None:
+            running = self.is_running()
+            if not running or select.select([fg.fd], [], [], 0)[0]:
+                self._foreground = None
+                try:
+                    # Stopped: the monitor is at its last step, the status follows.
+                    status = fg.frame(10)
+                except LxcError:
+                    status = None
+                finally:
+                    fg.close()
+                if status is not None:
+                    self._foreground_status = int(status)
+        if self._foreground_status is not None:
+            return self._foreground_status
+        return int(c.error_num)
 
     @property
     def daemonize(self) -> bool:
@@ -516,9 +542,35 @@ class Container:
         args = None if argv is None else v.check_argv(argv)
         if args is not None and not args:
             raise ValueError("argv must not be empty (use None for the default init)")
-        pid = self._via_helper("start", timeout=v.check_timeout(timeout), snapshot=True,
-                               useinit=bool(useinit), argv=args, daemonize=self._daemonize,
-                               close_all_fds=self._close_all_fds)
+        t = v.check_timeout(timeout)
+        extra: dict[str, Any] = {"useinit": bool(useinit), "argv": args, "daemonize": self._daemonize,
+                 "close_all_fds": self._close_all_fds}
+        if self._foreground is not None:
+            self._foreground.close()
+            self._foreground = None
+        self._foreground_status = None
+        if not self._daemonize:
+            return self._start_foreground(t, extra)
+        pid = self._via_helper("start", timeout=t, snapshot=True, **extra)
+        return None if pid is None else int(pid)
+
+    def _start_foreground(self, timeout: float, extra: dict[str, Any]) -> int | None:
+        """A foreground start: its reply stays open for init's wait status (error_num)."""
+        args = {**self._helper_args(snapshot=True), **extra}
+        self._log.mark()
+        try:
+            reply = self._get_helper().request("start", args, container=self._name)
+            try:
+                pid = reply.frame(timeout)
+            except BaseException:
+                reply.close()
+                raise
+        finally:
+            try:
+                os.unlink(args["config"])
+            except OSError:
+                pass
+        self._foreground = reply
         return None if pid is None else int(pid)
 
     def startl(self, *argv: str, useinit: bool = False) -> int | None:
