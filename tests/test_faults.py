@@ -26,6 +26,7 @@ import pytest
 
 import lxactors
 from lxactors import _errlog, liblxc
+from lxactors._helper import wire
 from lxactors._helperclient import helper
 from tests import leaks
 from tests.util import pid_gone, read_console_until, remove_container, unique_name, wait_for
@@ -263,6 +264,37 @@ def test_monitor_sigkilled_leaves_no_cgroups(spawn: Any, lxcpath: str) -> None:
         assert not left, f"left behind: {left}"
     finally:
         remove_empty_cgroups(ref.name)
+
+
+def test_remove_stale_cgroups_takes_a_stopped_containers_leftovers_only(make_container,
+                                                                       lxcpath: str) -> None:
+    """The helper op behind "lost": it counts and removes the empty payload/monitor cgroups
+    of a stopped container (a killed monitor's), and leaves a running one's alone."""
+    c = make_container()
+    req = wire.RemoveStaleCgroups(name=c.name, path=lxcpath, log=None)
+    assert helper().call(req, container=c.name) == 0  # none: how a normal end looks
+    made: list[str] = []
+    try:
+        for hierarchy in os.listdir(leaks.CGROUP_ROOT):
+            for kind in ("lxc.payload.", "lxc.monitor."):
+                d = os.path.join(leaks.CGROUP_ROOT, hierarchy, kind + c.name)
+                try:
+                    os.makedirs(os.path.join(d, "init"))
+                except OSError:
+                    continue  # not a cgroup hierarchy
+                made.append(d)
+        payloads = sum(os.path.basename(d).startswith("lxc.payload.") for d in made)
+        assert payloads
+        assert helper().call(req, container=c.name) == payloads
+        assert cgroup_dirs_of(c.name) == []
+        c.start()
+        running = cgroup_dirs_of(c.name)
+        assert running
+        assert helper().call(req, container=c.name) == 0
+        assert cgroup_dirs_of(c.name) == running
+        c.stop()
+    finally:
+        remove_empty_cgroups(c.name)
 
 
 # --------------------------------------------------------------------------- helper killed
