@@ -14,8 +14,10 @@ import pytest
 
 import lxactors
 from lxactors import liblxc
+from lxactors._supervisor import supervisor
 from lxactors._userns import resolve_userns
-from tests.util import read_console_until, status_field
+from tests.conftest import unique_name
+from tests.util import read_console_until, status_field, wait_for
 
 
 def test_console_round_trip(spawn: Any) -> None:
@@ -277,3 +279,22 @@ def test_a_trailing_slash_in_the_lxcpath_still_finds_the_container(lxcpath: str,
             assert c.init_pid() is not None and c.state() == "RUNNING"
         finally:
             c.stop()
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_spawn_of_a_command_that_ends_at_once_reports_its_exit(spawn: Any, lxcpath: str,
+                                                               named: bool) -> None:
+    """A start whose init has already exited is a normal, reported exit: spawn returns a
+    reference, never pykka's ActorDeadError nor a console error, and the owner is told
+    init's status.  (Raced on every try: the end can come at any step of the boot.)"""
+    name = unique_name("busy") if named else ""
+    for _ in range(10):
+        ref = spawn(name, restarts=0, start={"useinit": True, "argv": ["sh", "-c", "exit 1"]})
+        exited = ref.receive(timeout=30)
+        assert isinstance(exited, lxactors.ContainerExited), exited
+        assert (exited.container, exited.reason, exited.status) == (ref.name, "error", 1)
+        if named:  # transient, abnormal end, no restart allowed
+            gave_up = ref.receive(timeout=30)
+            assert isinstance(gave_up, lxactors.GaveUp) and gave_up.restarts == 0, gave_up
+        wait_for(lambda r=ref: not r.alive, 10, "the actor to end")
+        assert not supervisor().get(lxcpath, ref.name)

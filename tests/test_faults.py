@@ -26,6 +26,7 @@ import pytest
 
 import lxactors
 from lxactors import _errlog, liblxc
+from lxactors._helper import wire
 from lxactors._helperclient import helper
 from tests import leaks
 from tests.util import pid_gone, read_console_until, remove_container, unique_name, wait_for
@@ -186,12 +187,12 @@ def test_init_sigkilled_owner_told_signal_9_and_temporary_deleted(lxcpath: str, 
 #
 # What happens (liblxc 5.0.2): init has the monitor as parent and SIGKILL as
 # its parent-death signal, so it dies with it at once; the actor sees init
-# end through its pidfd.  The monitor never logs init's status, so the owner
-# is told ContainerExited, but with no cause (see the xfail below); the
-# policy runs as for any end: temporary deleted, transient stopped and kept,
-# permanent restarted.  The monitor's own teardown (cgroup removal) never
-# runs: the container's lxc.monitor.* / lxc.payload.* cgroups stay behind
-# (second xfail); the tests remove them.
+# end through its pidfd.  The monitor never logs init's status, and its own
+# teardown (cgroup removal) never runs: the container's lxc.monitor.* /
+# lxc.payload.* cgroups stay behind.  That is how lxactors tells it from a
+# normal end (lxactors._monitor): the owner is told ContainerExited "lost",
+# the leftover cgroups are removed, and the policy runs as for an abnormal
+# end: temporary deleted, transient and permanent restarted.
 
 
 @pytest.mark.parametrize("type_", ["temporary", "transient", "permanent"])
@@ -213,10 +214,7 @@ def test_monitor_sigkilled_owner_told_and_policy_applied(type_: str, spawn: Any,
             wait_for(lambda: not ref.alive, 10, "the actor to end")
             assert ref.name not in liblxc.list_all_containers(lxcpath)
             assert ref.name not in os.listdir(lxcpath)
-        elif type_ == "transient":  # not restarted: seen as a normal end (first xfail below)
-            wait_for(lambda: not ref.alive, 10, "the actor to end")
-            assert state_of(lxcpath, ref.name) == (True, "STOPPED")
-        else:
+        else:  # transient and permanent: an abnormal end, restarted
             restarted = messages(ref, lxactors.ContainerRestarted)[-1]
             assert restarted.restarts == 1
             new_init = lxactors.container(ref).init_pid()
@@ -233,16 +231,16 @@ def test_monitor_sigkilled_owner_told_and_policy_applied(type_: str, spawn: Any,
         remove_empty_cgroups(ref.name)
 
 
-@pytest.mark.xfail(strict=True, reason="a killed monitor is reported as a normal exit (status 0): "
-                   "liblxc logs init's status from the monitor only, so the actor finds no cause "
-                   "and defaults to 'normal' (README promises 'lost'); a transient is therefore "
-                   "not restarted")
 def test_monitor_sigkilled_is_not_reported_as_a_normal_exit(spawn: Any, lxcpath: str) -> None:
+    """liblxc logs init's status from the monitor only: with no cause found, the end was
+    taken for a normal one (status 0), and a transient was not restarted."""
     ref = spawn(type="transient")
     try:
         os.kill(monitor_pid(lxcpath, ref.name), signal.SIGKILL)
         exited = messages(ref, lxactors.ContainerExited)[-1]
         assert not exited.normal, exited
+        assert exited.reason == "lost", exited
+        assert messages(ref, lxactors.ContainerRestarted)[-1].exited == exited
     finally:
         if ref.alive:
             lxactors.exit(ref, "kill")
@@ -250,10 +248,8 @@ def test_monitor_sigkilled_is_not_reported_as_a_normal_exit(spawn: Any, lxcpath:
         remove_empty_cgroups(ref.name)
 
 
-@pytest.mark.xfail(strict=True, reason="a killed monitor leaves the container's lxc.monitor.* and "
-                   "lxc.payload.* cgroup directories in every hierarchy: removing them is the "
-                   "monitor's teardown, and nothing in lxactors does it when the monitor is gone")
 def test_monitor_sigkilled_leaves_no_cgroups(spawn: Any, lxcpath: str) -> None:
+    """Removing them is the monitor's teardown, which a killed monitor never runs."""
     ref = spawn()
     try:
         assert cgroup_dirs_of(ref.name)
@@ -268,6 +264,37 @@ def test_monitor_sigkilled_leaves_no_cgroups(spawn: Any, lxcpath: str) -> None:
         assert not left, f"left behind: {left}"
     finally:
         remove_empty_cgroups(ref.name)
+
+
+def test_remove_stale_cgroups_takes_a_stopped_containers_leftovers_only(make_container,
+                                                                       lxcpath: str) -> None:
+    """The helper op behind "lost": it counts and removes the empty payload/monitor cgroups
+    of a stopped container (a killed monitor's), and leaves a running one's alone."""
+    c = make_container()
+    req = wire.RemoveStaleCgroups(name=c.name, path=lxcpath, log=None)
+    assert helper().call(req, container=c.name) == 0  # none: how a normal end looks
+    made: list[str] = []
+    try:
+        for hierarchy in os.listdir(leaks.CGROUP_ROOT):
+            for kind in ("lxc.payload.", "lxc.monitor."):
+                d = os.path.join(leaks.CGROUP_ROOT, hierarchy, kind + c.name)
+                try:
+                    os.makedirs(os.path.join(d, "init"))
+                except OSError:
+                    continue  # not a cgroup hierarchy
+                made.append(d)
+        payloads = sum(os.path.basename(d).startswith("lxc.payload.") for d in made)
+        assert payloads
+        assert helper().call(req, container=c.name) == payloads
+        assert cgroup_dirs_of(c.name) == []
+        c.start()
+        running = cgroup_dirs_of(c.name)
+        assert running
+        assert helper().call(req, container=c.name) == 0
+        assert cgroup_dirs_of(c.name) == running
+        c.stop()
+    finally:
+        remove_empty_cgroups(c.name)
 
 
 # --------------------------------------------------------------------------- helper killed

@@ -295,3 +295,113 @@ def test_process_cgroups_do_not_change_on_start(make_container) -> None:
     assert own_cgroups() == before
     with open(f"/proc/{helper_pid}/cgroup", encoding="utf-8") as f:
         assert f.read() == helper_before  # the helper's workers absorb the move
+
+
+# --------------------------------------------------------------------------- the owner's terminal
+
+# An owner whose stdio is a terminal: spawns a container started by lxc-start,
+# one started in-process (a custom init), one with its monitor in the
+# foreground, attaches a command to the first; writes what to look at as JSON to
+# the pipe OUT, then waits for the pipe GO's end of file.
+TERMINAL_OWNER = r"""
+import json, os, sys, lxactors
+from lxactors._helperclient import helper
+path, out, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+refs = [lxactors.spawn(path=path),
+        lxactors.spawn(path=path, start={"useinit": True, "argv": ["sleep", "600"]}),
+        lxactors.spawn(path=path, nodaemonize=True)]
+inits = [lxactors.container(r).init_pid() for r in refs]
+attached = lxactors.container(refs[0]).attach(["sleep", "600"])
+os.write(out, json.dumps({"helper": helper().pid, "inits": inits,
+                          "attached": attached.pid}).encode() + b"\n")
+os.close(out)
+os.read(go, 1)
+os.kill(attached.pid, 9)
+attached.wait(10)
+"""
+
+
+def test_no_process_of_the_helper_or_a_container_holds_the_owners_terminal(lxcpath: str) -> None:
+    """The helper is started by the user's process: what it inherits, its workers, lxc-start,
+    the monitors and init may inherit.  None of them may hold the owner's terminal (a process
+    holding it can inject input, TIOCSTI) nor its stderr file (pytest's capture file, seen
+    held by a container-side process in a full run)."""
+    import json
+    import pty
+    import subprocess
+    import sys
+
+    ptx, pts = pty.openpty()
+    out_r, out_w = os.pipe()
+    go_r, go_w = os.pipe()
+    st = os.fstat(pts)
+    terminal = (st.st_dev, st.st_ino)  # not st_rdev: each container has a pts 0 of its own
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    owner = subprocess.Popen([sys.executable, "-c", TERMINAL_OWNER, lxcpath, str(out_w),
+                              str(go_r)], stdin=pts, stdout=pts, stderr=pts,
+                             pass_fds=(out_w, go_r), env=env, start_new_session=True)
+    os.close(pts)
+    os.close(out_w)
+    os.close(go_r)
+    try:
+        with os.fdopen(out_r, "rb") as f:
+            line = f.readline()
+        assert line, f"the owner ended early: {os.read(ptx, 4096)!r}"
+        seen = json.loads(line)
+        pids = [seen["helper"], *container_pids(seen["helper"]), seen["attached"]]
+        for init in seen["inits"]:
+            pids += [int(status_field(init, "PPid")), *container_pids(init)]
+        held = {}
+        for pid in pids:
+            for fd, target in fd_targets(pid).items():
+                try:
+                    st = os.stat(f"/proc/{pid}/fd/{fd}")
+                except FileNotFoundError:
+                    continue
+                if (st.st_dev, st.st_ino) == terminal:
+                    held[(pid, fd)] = target
+        assert not held, f"the owner's terminal is held by {held}"
+    finally:
+        os.close(go_w)
+        try:
+            owner.wait(60)
+        finally:
+            os.close(ptx)
+    assert owner.returncode == 0
+
+
+def test_what_the_helper_writes_to_stderr_still_reaches_ours(capfd: pytest.CaptureFixture[str]) -> None:
+    """The helper's stderr is a pipe relayed to ours (a wrapper's or a crash's words are kept)."""
+    from lxactors._helperclient import Helper
+
+    h = Helper(["sh", "-c", 'echo "from the helper $$" >&2; exec "$@"', "sh"])
+    try:
+        h._ensure()
+        pid = h.pid
+        seen = ""
+
+        def relayed() -> bool:
+            nonlocal seen
+            seen += capfd.readouterr().err
+            return f"from the helper {pid}" in seen
+
+        wait_for(relayed, 10, "the helper's stderr line")
+        assert os.readlink(f"/proc/{pid}/fd/2").startswith("pipe:")
+    finally:
+        h.close()
+
+
+def test_an_attached_pid_is_reported_once_it_runs_the_command(make_container) -> None:
+    """Before exec, an attached process is a fork of the helper's worker holding all its fds
+    (the reply pipe to this process, the helper's stderr) inside the container: the one a
+    full run caught holding pytest's capture file.  attach() returns after the exec."""
+    c = make_container(start=True)
+    for _ in range(20):
+        attached = c.attach(["sleep", "30"])
+        try:
+            exe, fds = os.readlink(f"/proc/{attached.pid}/exe"), fd_targets(attached.pid)
+        finally:
+            os.kill(attached.pid, signal.SIGKILL)
+            attached.wait(10)
+        assert exe.endswith("busybox"), exe
+        assert set(fds) == {0, 1, 2} and set(fds.values()) == {"/dev/null"}, fds

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import signal
 import tty
 from typing import Any
@@ -23,8 +24,9 @@ from lxactors import _base
 from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
-from lxactors._helperclient import Helper
+from lxactors._helperclient import Helper, helper
 from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
+from lxactors._monitor import MonitorWatch
 from lxactors._options import SpawnOptions
 from lxactors._owner import Owner
 from lxactors._policy import Intensity, Type, on_container_end, on_owner_exit
@@ -36,6 +38,19 @@ __all__ = ["ContainerActor"]
 log = logging.getLogger("lxactors")
 
 _ENDED = re.compile(r"Child <(\d+)> ended on (error \((\d+)\)|signal [^(]*\((\d+)\))")
+
+
+def _running(h: Container, pid: int) -> bool:
+    """Is *pid* still the container's running init?"""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        ended, _, _ = select.select([pidfd], [], [], 0)
+    finally:
+        os.close(pidfd)
+    return not ended and h.is_running()
 
 
 class ContainerActor(pykka.ThreadingActor):
@@ -58,6 +73,7 @@ class ContainerActor(pykka.ThreadingActor):
         self.console: Console | None = None
         self.init_pid: int | None = None
         self._cancel_watch: Any = None
+        self._monitor: MonitorWatch | None = None
         self._log_offset = 0
         self._exit_reason: str | None = None
         self._created = False
@@ -172,11 +188,18 @@ class ContainerActor(pykka.ThreadingActor):
             self.actor_ref.tell(("init_exited", 0))
             return
         self.init_pid = pid
-        for key, value in o.cgroup:
-            h.set_cgroup_item(key, value)
         self._watch(pid)
-        if o.console_tty is not None:
-            self._open_console()
+        try:
+            for key, value in o.cgroup:
+                h.set_cgroup_item(key, value)
+            if o.console_tty is not None:
+                self._open_console()
+        except LxcError:
+            # A command that ended at once takes its cgroups and consoles
+            # with it: a normal exit, reported through the watch above.
+            if not _running(h, pid):
+                return
+            raise
 
     def _connect(self) -> None:
         """Take over a running container (adoption, or reuse of a name)."""
@@ -204,6 +227,9 @@ class ContainerActor(pykka.ThreadingActor):
         hub().add(self.console)
 
     def _watch(self, pid: int) -> None:
+        if self._monitor is not None:
+            self._monitor.close()
+        self._monitor = MonitorWatch(pid)
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -250,7 +276,11 @@ class ContainerActor(pykka.ThreadingActor):
             self.init_pid = new_pid
             self._watch(new_pid)
             return
-        self._ended(self._exit_message())
+        exited = self._exit_message()
+        if exited.reason == "normal" and exited.signal is None and self._monitor is not None \
+                and self._monitor.lost(self._helper or helper(), self.name, h.get_config_path()):
+            exited = ContainerExited(self.name, "lost")
+        self._ended(exited)
 
     def _exit_message(self) -> ContainerExited:
         assert self.handle is not None
@@ -316,6 +346,9 @@ class ContainerActor(pykka.ThreadingActor):
         if self._cancel_watch is not None:
             self._cancel_watch()
             self._cancel_watch = None
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
 
     def _close_console(self) -> None:
         if self.console is not None:

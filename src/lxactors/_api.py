@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, cast
@@ -35,12 +37,14 @@ class ContainerRef:
     """
 
     def __init__(self, name: str, path: str, actor: pykka.ActorRef[ContainerActor],
-                 owner: Owner, entry: Entry) -> None:
+                 owner: Owner, entry: Entry,
+                 proxy: pykka.ActorProxy[ContainerActor] | None = None) -> None:
         self.name = name
         self.path = path
         self.actor = actor
-        # Made once: pykka inspects the whole actor to build a proxy.
-        self._proxy = actor.proxy()
+        # Made once: pykka inspects the whole actor to build a proxy.  spawn()
+        # passes the one it booted with: the actor may have ended since.
+        self._proxy = proxy if proxy is not None else actor.proxy()
         self.owner = owner
         self._entry = entry
 
@@ -119,27 +123,39 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
     if existing is not None and existing.actor.is_alive():
         raise LxcError(name, "spawn", f"already spawned here, owned by {existing.owner.describe()}")
 
+    # The container may end (and its actor stop) as soon as boot returns: a
+    # command that exits at once.  Its end is then reported to the owner like
+    # any other; the supervisor entry is added only while the actor lives.
     ended: list[Callable[[], None]] = []
+    end_lock = threading.Lock()
+    gone = threading.Event()
 
     def on_end(actor: ContainerActor) -> None:
-        for fn in ended:
+        with end_lock:
+            gone.set()
+            fns = list(ended)
+        for fn in fns:
             fn()
 
     actor = ContainerActor.start(name, named, opts, who, type_,
                                  Intensity(restarts, float(restart_period)), on_end)
+    proxy = actor.proxy()
     try:
-        path = actor.proxy().boot().get(timeout=opts.timeout + 600)
+        path = proxy.boot().get(timeout=opts.timeout + 600)
     except BaseException:
         # A failed boot cleaned up after itself; an interrupted wait (^C, a
         # timeout) must not leave a container nobody holds: kill it once the
         # boot is done (a temporary one is deleted too), then end the actor.
-        actor.proxy().exit("kill", 0)
+        with contextlib.suppress(pykka.ActorDeadError):
+            proxy.exit("kill", 0)
         actor.stop(block=False)
         raise
     entry = Entry(name, path, actor, who, type_)
-    ended.append(lambda: sup.remove(path, name))
-    sup.add(entry)
-    return ContainerRef(name, path, actor, who, entry)
+    with end_lock:
+        if not gone.is_set():
+            sup.add(entry)
+            ended.append(lambda: sup.remove(path, name))
+    return ContainerRef(name, path, actor, who, entry, proxy)
 
 
 def exit(ref: ContainerRef, reason: str = "normal", timeout: float = 10.0) -> ContainerExited | None:

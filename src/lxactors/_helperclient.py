@@ -103,6 +103,7 @@ class Helper:
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid = 0
+        self._relay: threading.Thread | None = None
         #: What the helper must do with each container if this process dies;
         #: replayed to a new helper if the old one died.
         self._registry: dict[tuple[str, str], str] = {}
@@ -160,7 +161,12 @@ class Helper:
     def _spawn(self) -> None:
         if self._pid == os.getpid():
             self._close_locked()
+        if self._relay is not None and self._pid == os.getpid():
+            # The last helper's relay ends once it and its children are gone:
+            # wait a moment, so a replaced helper does not add an fd.
+            self._relay.join(2.0)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
             self._proc = subprocess.Popen(
                 [*self.wrapper, *helper_command(), str(child.fileno()),
@@ -168,13 +174,25 @@ class Helper:
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=err_w,
                 close_fds=True,
             )
         except OSError as exc:
             parent.close()
+            os.close(err_r)
             raise HelperError(None, "start helper", f"cannot run the helper: {exc}") from exc
         finally:
             child.close()
+            os.close(err_w)
+        # On the lowest free fd (the child's ends took lower ones than the
+        # last helper's): a replaced helper leaves the process's fds as they were.
+        low = os.dup(err_r)
+        if low < err_r:
+            os.close(err_r)
+            err_r = low
+        else:
+            os.close(low)
+        self._relay = _relay_stderr(err_r)
         self._sock = parent
         self._pid = os.getpid()
 
@@ -237,6 +255,33 @@ class Helper:
         """One request, one answer."""
         with self.request(req, fds, container) as reply:
             return reply.frame(timeout)
+
+
+def _relay_stderr(fd: int) -> threading.Thread:
+    """Copy the helper's stderr to ours until every writer has closed it.
+
+    The helper is given a pipe, never our own stderr: everything it forks
+    (workers, a foreground monitor, what liblxc forks) would inherit that,
+    and ours may be the user's terminal (a process holding it can inject
+    input) or a file the user's process shares (pytest's capture file).
+    """
+    def relay() -> None:
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        view = view[os.write(2, view):]
+                    except OSError:
+                        break
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=relay, name="lxactors-helper-stderr", daemon=True)
+    thread.start()
+    return thread
 
 
 #: The package's parent directory: what ``import lxactors`` must find in the helper.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import select
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -174,6 +175,9 @@ class Container:
         self._close_all_fds = True
         self._log = HandleLog(name)
         self._own_log = False
+        #: A foreground start's reply, still to carry init's wait status.
+        self._foreground: Reply | None = None
+        self._foreground_status: int | None = None
         self._attach_log()
         if not self._call("is_defined"):
             # Embedded default: loopback-only network, not /etc/lxc/default.conf
@@ -198,6 +202,12 @@ class Container:
         c = self._handle()
         return getattr(c, member)(c, *args)
 
+    def _marked(self, member: str, *args: Any) -> Any:
+        """:meth:`_call` with the log marked first: a failure then reports the
+        lines of this call only, not those of earlier calls on the handle."""
+        self._log.mark()
+        return self._call(member, *args)
+
     def _fail(self, operation: str, message: str = "failed") -> LxcError:
         return LxcError(self._name, operation, message, self._log.read_new())
 
@@ -211,6 +221,7 @@ class Container:
         if snapshot:
             snap = os.path.join(log_dir(), f"{self._name}.{threading.get_ident()}.conf")
             c = self._handle()
+            self._log.mark()
             if not c.save_config(c, v.encode(snap)):
                 raise self._fail("save configuration snapshot")
             args["config"] = snap
@@ -273,6 +284,9 @@ class Container:
         if c is not None:
             ffi.release(c)
             self._log.remove()
+        if self._foreground is not None:
+            self._foreground.close()
+            self._foreground = None
 
     def __enter__(self) -> Container:
         return self
@@ -294,7 +308,26 @@ class Container:
 
     @property
     def error_num(self) -> int:
-        return int(self._handle().error_num)
+        """liblxc's error_num.  After a foreground start (``want_daemonize(False)``):
+        init's wait status once the container has stopped (what lxc-execute exits with)."""
+        c = self._handle()
+        fg = self._foreground
+        if fg is not None:
+            running = self.is_running()
+            if not running or select.select([fg.fd], [], [], 0)[0]:
+                self._foreground = None
+                try:
+                    # Stopped: the monitor is at its last step, the status follows.
+                    status = fg.frame(10)
+                except LxcError:
+                    status = None
+                finally:
+                    fg.close()
+                if status is not None:
+                    self._foreground_status = int(status)
+        if self._foreground_status is not None:
+            return self._foreground_status
+        return int(c.error_num)
 
     @property
     def daemonize(self) -> bool:
@@ -323,7 +356,7 @@ class Container:
 
     def init_pidfd(self) -> int:
         """A pidfd for init (yours to close)."""
-        fd = int(self._call("init_pidfd"))
+        fd = int(self._marked("init_pidfd"))
         if fd < 0:
             raise self._fail("init_pidfd")
         return fd
@@ -343,10 +376,10 @@ class Container:
         return bool(self._call("may_control"))
 
     def freeze(self) -> None:
-        self._check("freeze", self._call("freeze"))
+        self._check("freeze", self._marked("freeze"))
 
     def unfreeze(self) -> None:
-        self._check("unfreeze", self._call("unfreeze"))
+        self._check("unfreeze", self._marked("unfreeze"))
 
     # ------------------------------------------------------------ config
 
@@ -358,16 +391,16 @@ class Container:
 
     def set_config_path(self, path: str | os.PathLike[str]) -> None:
         raw = v.check_path(path, "lxcpath")
-        self._check("set_config_path", self._call("set_config_path", raw))
+        self._check("set_config_path", self._marked("set_config_path", raw))
 
     def load_config(self, path: str | os.PathLike[str] | None = None) -> None:
         raw = None if path is None else v.check_path(path, "config file")
-        self._check("load_config", self._call("load_config", _c_str(raw)))
+        self._check("load_config", self._marked("load_config", _c_str(raw)))
         self._attach_log()
 
     def save_config(self, path: str | os.PathLike[str] | None = None) -> None:
         raw = None if path is None else v.check_path(path, "config file")
-        self._check("save_config", self._call("save_config", _c_str(raw)))
+        self._check("save_config", self._marked("save_config", _c_str(raw)))
         written = raw.decode("utf-8", "surrogateescape") if raw else self.config_file_name()
         if written and self._own_log:
             strip_from_config(written, self._log.path)
@@ -390,11 +423,11 @@ class Container:
 
     def set_config_item(self, key: str, value: str) -> None:
         rk, rv = v.check_key(key), v.check_value(value)
-        self._check(f"set_config_item {key}", self._call("set_config_item", rk, rv))
+        self._check(f"set_config_item {key}", self._marked("set_config_item", rk, rv))
 
     def clear_config_item(self, key: str) -> None:
         rk = v.check_key(key)
-        self._check(f"clear_config_item {key}", self._call("clear_config_item", rk))
+        self._check(f"clear_config_item {key}", self._marked("clear_config_item", rk))
         if key in ("lxc.log.file", "lxc.log") or key.startswith("lxc.log.file"):
             self._own_log = False
 
@@ -422,6 +455,7 @@ class Container:
     def get_cgroup_item(self, key: str) -> str:
         raw = v.check_key(key, "cgroup key")
         c = self._handle()
+        self._log.mark()
         n = c.get_cgroup_item(c, raw, NULL, 0)
         if n < 0:
             raise self._fail(f"get_cgroup_item {key}")
@@ -431,7 +465,7 @@ class Container:
 
     def set_cgroup_item(self, key: str, value: str) -> None:
         rk, rv = v.check_key(key, "cgroup key"), v.check_value(value, "cgroup value")
-        self._check(f"set_cgroup_item {key}", self._call("set_cgroup_item", rk, rv))
+        self._check(f"set_cgroup_item {key}", self._marked("set_cgroup_item", rk, rv))
 
     def want_daemonize(self, state: bool = True) -> None:
         if not isinstance(state, bool):
@@ -468,11 +502,31 @@ class Container:
         f = v.check_int(flags, "flags", low=0, high=lib.LXC_CREATE_QUIET)
         args = [a.decode("utf-8", "surrogateescape") for a in v.check_argv(argv)]
         args_b = [a.encode("utf-8", "surrogateescape") for a in args]
-        if self.is_defined():
-            raise LxcError(self._name, "create", "a container of this name already exists")
+        rootfs = self._existing_rootfs()
+        if rootfs is not None:
+            raise LxcError(self._name, "create",
+                           f"a container of this name already exists (its rootfs {rootfs})")
         self._via_helper(wire.Create, timeout=v.check_timeout(timeout), snapshot=True,
                          template=t, bdevtype=b, specs=specs, flags=f, argv=args_b)
         self._reload()
+
+    def _existing_rootfs(self) -> str | None:
+        """The rootfs of a defined container, if it exists on disk.
+
+        liblxc refuses to create only a container whose rootfs exists: a
+        defined one without (``save_config()`` on a new handle, as liblxc's
+        clonetest.c and python3-lxc code do) is created.  Its own check
+        misses a ``dir:`` or overlay rootfs; this one does not.
+        """
+        if not self.is_defined():
+            return None
+        path = self.get_config_item("lxc.rootfs.path")
+        if not path:
+            return None
+        _, sep, rest = path.partition(":")
+        # "dir:/p", "overlay:/lower:/upper" (the upper layer is what create makes), "/p"
+        where = rest.rsplit(":", 1)[-1] if sep and not path.startswith("/") else path
+        return path if os.path.lexists(where) else None
 
     def createl(self, template: str | None, *argv: str, bdevtype: str | None = None,
                 flags: int = 0) -> None:
@@ -490,9 +544,37 @@ class Container:
         args = None if argv is None else v.check_argv(argv)
         if args is not None and not args:
             raise ValueError("argv must not be empty (use None for the default init)")
-        pid = self._via_helper(wire.Start, timeout=v.check_timeout(timeout), snapshot=True,
-                               useinit=bool(useinit), argv=args, daemonize=self._daemonize,
-                               close_all_fds=self._close_all_fds)
+        t = v.check_timeout(timeout)
+        extra: dict[str, Any] = {"useinit": bool(useinit), "argv": args,
+                                 "daemonize": self._daemonize,
+                                 "close_all_fds": self._close_all_fds}
+        if self._foreground is not None:
+            self._foreground.close()
+            self._foreground = None
+        self._foreground_status = None
+        if not self._daemonize:
+            return self._start_foreground(t, extra)
+        pid = self._via_helper(wire.Start, timeout=t, snapshot=True, **extra)
+        return None if pid is None else int(pid)
+
+    def _start_foreground(self, timeout: float, extra: dict[str, Any]) -> int | None:
+        """A foreground start: its reply stays open for init's wait status (error_num)."""
+        args = self._helper_args(snapshot=True)
+        self._log.mark()
+        try:
+            req = wire.Start(**args, **extra)
+            reply = self._get_helper().request(req, container=self._name)
+            try:
+                pid = reply.frame(timeout)
+            except BaseException:
+                reply.close()
+                raise
+        finally:
+            try:
+                os.unlink(args["config"])
+            except OSError:
+                pass
+        self._foreground = reply
         return None if pid is None else int(pid)
 
     def startl(self, *argv: str, useinit: bool = False) -> int | None:
@@ -500,8 +582,7 @@ class Container:
 
     def stop(self) -> None:
         """Kill the container (SIGKILL to init) and wait until STOPPED."""
-        self._log.mark()
-        self._check("stop", self._call("stop"))
+        self._check("stop", self._marked("stop"))
 
     def shutdown(self, timeout: float = 30) -> bool:
         """Ask init to halt (SIGPWR or lxc.signal.halt); True once STOPPED in time."""
@@ -512,7 +593,7 @@ class Container:
         return ok
 
     def reboot(self) -> None:
-        self._check("reboot", self._call("reboot"))
+        self._check("reboot", self._marked("reboot"))
 
     def reboot2(self, timeout: float = 30) -> bool:
         """Reboot and wait for it (True when rebooted within *timeout*)."""
@@ -567,6 +648,7 @@ class Container:
     def snapshot_list(self) -> list[Snapshot]:
         c = self._handle()
         out = ffi.new("struct lxc_snapshot **")
+        self._log.mark()
         n = c.snapshot_list(c, out)
         if n < 0:
             raise self._fail("snapshot_list")
@@ -673,7 +755,7 @@ class Container:
         log = ffi.new("struct lxc_console_log *")
         size = ffi.new("uint64_t *", v.check_int(read_max, "read_max", low=0, high=1 << 30))
         log.clear, log.read, log.read_max = bool(clear), bool(read), size
-        ret = int(self._call("console_log", log))
+        ret = int(self._marked("console_log", log))
         if ret == -errno.ENODATA:  # an empty ring buffer: nothing written yet, or cleared
             return b""
         if ret < 0:
@@ -786,20 +868,20 @@ class Container:
     # ------------------------------------------------------------ seccomp, devpts
 
     def seccomp_notify_fd(self) -> int:
-        fd = int(self._call("seccomp_notify_fd"))
+        fd = int(self._marked("seccomp_notify_fd"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd", "no seccomp notify fd (no notify policy?)")
         return fd
 
     def seccomp_notify_fd_active(self) -> int:
-        fd = int(self._call("seccomp_notify_fd_active"))
+        fd = int(self._marked("seccomp_notify_fd_active"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd_active", "no active seccomp notify fd")
         return fd
 
     def devpts_fd(self) -> int:
         """An fd on the container's devpts (yours to close)."""
-        fd = int(self._call("devpts_fd"))
+        fd = int(self._marked("devpts_fd"))
         if fd < 0:
             raise self._fail("devpts_fd", f"failed ({os.strerror(-fd) if fd < -1 else 'not running?'})")
         return fd

@@ -144,6 +144,7 @@ SAMPLES: list[wire.Request] = [
     wire.Attach(**BASE, argv=[b"echo", b"hi"], env={"A": "b"}, clear_env=True, uid=0, gid=None,
                 groups=[1, 2], cwd="/", namespaces=-1, flags=0, capture=True, input=b"in",
                 timeout=2.5),
+    wire.RemoveStaleCgroups(**BASE),
 ]
 
 
@@ -161,7 +162,7 @@ def test_every_op_is_declared_once_with_a_distinct_name() -> None:
     names = [cls.op for cls in wire._REQUESTS.values()]
     assert len(names) == len(set(names)) and "" not in names
     assert {"start", "attach", "clone", "register", "unregister", "destroy_with_snapshots",
-            "migrate", "console"} <= set(names)
+            "migrate", "console", "remove_stale_cgroups"} <= set(names)
 
 
 @pytest.mark.parametrize("build", [

@@ -73,10 +73,14 @@ def op_attach(req: Attach, fds: list[int], reply: int) -> object:
     cmd.program = argv[0]
     cmd.argv = argv
     pid_out = ffi.new("pid_t *")
+    gate = os.pipe()  # close-on-exec: see _wait_exec
     ret = c.attach(c, ffi.addressof(lib, "lxc_attach_run_command"), cmd, opts, pid_out)
+    os.close(gate[1])
     if ret < 0:
+        os.close(gate[0])
         raise h.fail("attach failed")
     pid = int(pid_out[0])
+    _wait_exec(gate[0])
     write_frame(reply, ok(pid))
 
     timeout = req.timeout
@@ -94,6 +98,20 @@ def op_attach(req: Attach, fds: list[int], reply: int) -> object:
     timed_out = timed_out or killed
     return {"pid": pid, "status": code, "stdout": bytes(out), "stderr": bytes(err),
             "timed_out": timed_out}
+
+
+def _wait_exec(gate: int, timeout: float = 10.0) -> None:
+    """Wait until the attached process has exec'd its command (or died).
+
+    Until then it is a fork of this worker holding every fd the worker has
+    (its reply pipe to the user's process, the helper's stderr) inside the
+    container's namespaces; close-on-exec drops them, and the gate pipe's
+    end of file says that has happened.  Its pid is reported only then.
+    """
+    try:
+        select.select([gate], [], [], timeout)
+    finally:
+        os.close(gate)
 
 
 def _pump(pid: int, stdin: int, data: bytes, outs: dict[int, bytearray],

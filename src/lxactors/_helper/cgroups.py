@@ -3,6 +3,8 @@
 On cgroup v1 hybrid hosts liblxc 5.0's daemonized ``start`` moves its caller
 into the new container's ``lxc.monitor.<name>`` cgroup in every hierarchy;
 after a failed start, or a monitor that ended first, nothing else removes it.
+A SIGKILLed monitor skips its teardown: its container's ``lxc.payload.<name>``
+and ``lxc.monitor.<name>`` stay in every hierarchy (``remove_stale_cgroups``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import os
 
 from lxactors._helper import host
 
-__all__ = ["leave_monitor_cgroups", "own_cgroups", "remove_monitor_cgroups"]
+__all__ = ["leave_monitor_cgroups", "own_cgroups", "remove_monitor_cgroups",
+           "remove_stale_cgroups"]
 
 
 def own_cgroups(source: str = "/proc/self/cgroup") -> dict[frozenset[str], str]:
@@ -73,3 +76,37 @@ def remove_monitor_cgroups(name: str) -> None:
                 os.rmdir(d)
             except OSError:
                 pass  # not there, or busy: a live monitor's
+
+
+def remove_stale_cgroups(name: str) -> int:
+    """Remove the empty ``lxc.payload.<name>`` / ``lxc.monitor.<name>`` cgroups (and
+    their empty children) of a stopped container; returns how many payload ones
+    there were: none once a monitor ended normally (removing them is its last act)."""
+    payloads = 0
+    for d in _container_cgroup_dirs(name, ("lxc.payload.", "lxc.monitor.")):
+        payloads += os.path.basename(d).startswith("lxc.payload.")
+        for sub, _dirs, _files in os.walk(d, topdown=False):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass  # busy: not a leftover
+    return payloads
+
+
+def _container_cgroup_dirs(name: str, kinds: tuple[str, ...]) -> list[str]:
+    """The existing ``<kind><name>`` directories, beside the cgroups of init
+    (without systemd's init.scope) or ours, in every hierarchy."""
+    mounts = host.HOST.cgroup_mounts
+    found: list[str] = []
+    for cgroups in (own_cgroups(), own_cgroups("/proc/1/cgroup")):
+        for ctrls, path in cgroups.items():
+            mount = mounts.get(ctrls)
+            if path.endswith("/init.scope"):
+                path = path[: -len("/init.scope")]
+            if mount is None:
+                continue
+            for kind in kinds:
+                d = os.path.join(mount, path.lstrip("/"), f"{kind}{name}")
+                if d not in found and os.path.isdir(d):
+                    found.append(d)
+    return found

@@ -13,6 +13,7 @@ from typing import Any
 
 from lxactors._ffi import ffi, lib
 from lxactors._helper.attach import op_attach
+from lxactors._helper.cgroups import remove_stale_cgroups
 from lxactors._helper.handle import Handle, c_argv, c_str, unlink_symlinked_rootfs
 from lxactors._helper.start import op_start
 from lxactors._helper.wire import (
@@ -30,6 +31,7 @@ from lxactors._helper.wire import (
     Migrate,
     Mount,
     RemoveDeviceNode,
+    RemoveStaleCgroups,
     Rename,
     Request,
     Restore,
@@ -215,6 +217,20 @@ def op_console(req: Console, fds: list[int], reply: int) -> object:
     return None
 
 
+def op_remove_stale_cgroups(req: RemoveStaleCgroups, fds: list[int], reply: int) -> object:
+    """Remove the cgroups of a stopped container whose monitor was killed.
+
+    A monitor removes ``lxc.payload.<name>`` and ``lxc.monitor.<name>`` as
+    its last act; a SIGKILLed one leaves both, in every hierarchy.  Only
+    empty ones of a container that is not running are removed.  Returns how
+    many payload directories there were: none once a monitor ended normally,
+    so the caller can tell a killed monitor from a normal end.
+    """
+    h = Handle(req)
+    if h.c.is_running(h.c):
+        return 0
+    return remove_stale_cgroups(h.name)
+
 
 OPS: dict[type[Request], Op] = {
     Start: op_start,
@@ -238,4 +254,5 @@ OPS: dict[type[Request], Op] = {
     Migrate: op_migrate,
     Console: op_console,
     Attach: op_attach,
+    RemoveStaleCgroups: op_remove_stale_cgroups,
 }

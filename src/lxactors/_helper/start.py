@@ -8,9 +8,12 @@ worker's, never the user's process's (see ``cgroups``).  A foreground start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
+import struct
+import tempfile
 import time
 from typing import Any
 
@@ -168,27 +171,54 @@ def _start_foreground(h: Handle, useinit: int, argv: Any, reply: int) -> object:
 
     liblxc refuses a non-daemonized start in a threaded process, so the
     watcher is a process: it answers once the container is RUNNING, or with
-    the log once this worker (the monitor) has exited without getting there.
+    the log once this worker (the monitor) has exited without getting there;
+    then, once the container has stopped, with init's wait status (see
+    _watch_start).
     """
     c = h.c
     c.want_daemonize(c, False)
     name, path = h.name, ffi.string(c.config_path).decode()
     monitor = os.getpid()
+    # A file, not a pipe: the foreground start closes every fd it inherits.
+    fd, status = tempfile.mkstemp(prefix="lxactors-foreground-")
+    os.close(fd)
     # Fork twice: a failing liblxc start waits for its children, and must not
     # wait for the watcher (which waits on liblxc's command socket: deadlock).
     child = os.fork()
     if child == 0:
         if os.fork() == 0:
-            _watch_start(h, name, path, monitor, reply)
+            _watch_start(h, name, path, monitor, reply, status)
         os._exit(0)
     os.waitpid(child, 0)
     os.close(reply)
-    c.start(c, useinit, argv)  # returns when the container stops
+    started = c.start(c, useinit, argv)  # returns when the container stops
+    # A foreground start leaves init's wait status in error_num (lxc-execute exits with it).
+    with open(status, "wb") as f:
+        f.write(struct.pack("!?i", bool(started), int(c.error_num)))
     os._exit(0)
 
 
-def _watch_start(h: Handle, name: str, path: str, monitor: int, reply: int) -> None:
+def _foreground_status(pidfd: int, status: str) -> tuple[bool, int | None]:
+    """Once the monitor has exited: (start succeeded, init's wait status);
+    (False, None) if it died before writing them."""
+    select.select([pidfd], [], [])
+    try:
+        with open(status, "rb") as f:
+            data = f.read()
+        os.unlink(status)
+    except OSError:
+        return False, None
+    if len(data) != 5:
+        return False, None
+    started, error_num = struct.unpack("!?i", data)
+    return bool(started), int(error_num)
+
+
+def _watch_start(h: Handle, name: str, path: str, monitor: int, reply: int,
+                 status: str) -> None:
+    """Reply init's pid once RUNNING (None: it ran and already ended), then its wait status."""
     code = 1
+    pidfd = -1
     try:
         pidfd = os.pidfd_open(monitor)
         w = lib.lxc_container_new(c_str(name), c_str(path))
@@ -197,15 +227,26 @@ def _watch_start(h: Handle, name: str, path: str, monitor: int, reply: int) -> N
             ended, _, _ = select.select([pidfd], [], [], 0.01)
             if ffi.string(w.state(w)) == b"RUNNING" and w.init_pid(w) > 0:
                 write_frame(reply, ok(w.init_pid(w)))
-                code = 0
                 break
             if ended:
-                err = h.fail("start failed")
-                write_frame(reply, error(err.kind, str(err), err.log))
-                break
+                started, error_num = _foreground_status(pidfd, status)
+                if started:  # a command that ended before RUNNING was seen
+                    write_frame(reply, ok(None))
+                    write_frame(reply, ok(error_num))
+                    code = 0
+                else:
+                    err = h.fail("start failed")
+                    write_frame(reply, error(err.kind, str(err), err.log))
+                return
             if time.monotonic() > deadline:
                 write_frame(reply, error("lxc", "start failed (not RUNNING within 60 s)", []))
-                break
+                return
+        code = 0
+        write_frame(reply, ok(_foreground_status(pidfd, status)[1]))
     finally:
+        if pidfd < 0:  # the monitor was already gone
+            with contextlib.suppress(OSError):
+                os.unlink(status)
+        elif os.path.exists(status):  # a failed start: no one else removes it
+            _foreground_status(pidfd, status)
         os._exit(code)
-

@@ -4,7 +4,8 @@ A request is one SOCK_SEQPACKET message, ``encode_request(req)``: a pickled
 ``(op, {field: value})``; the reply pipe and the op's fds ride along by
 SCM_RIGHTS.  A reply is a stream of frames on that pipe, each a 4-byte
 big-endian length and a pickle of ``("ok", value)`` or ``("err", kind,
-message, log)``; ``attach`` sends two (its pid, then its exit status).
+message, log)``; ``attach`` and a foreground ``start`` send two (a pid, then
+an exit or wait status).
 
 Both ends decode with :func:`loads`, whose unpickler refuses every global:
 only builtin containers, str, bytes, numbers, bool and None cross, so
@@ -34,8 +35,8 @@ __all__ = [
     "decode_request", "encode_frame", "encode_request", "error", "loads", "ok", "write_frame",
     "AddDeviceNode", "Attach", "AttachInterface", "Checkpoint", "Clone", "Console", "Create",
     "Destroy", "DestroyWithSnapshots", "DetachInterface", "Migrate", "Mount", "Register",
-    "RemoveDeviceNode", "Rename", "Restore", "Snapshot", "SnapshotDestroy", "SnapshotDestroyAll",
-    "SnapshotRestore", "Start", "Umount", "Unregister",
+    "RemoveDeviceNode", "RemoveStaleCgroups", "Rename", "Restore", "Snapshot", "SnapshotDestroy",
+    "SnapshotDestroyAll", "SnapshotRestore", "Start", "Umount", "Unregister",
 ]
 
 #: Most fds one request carries (the reply pipe first).
@@ -285,6 +286,12 @@ class Clone(HandleRequest):
     bdevdata: str | None
     newsize: int
     hookargs: list[bytes] | None
+
+
+@_op("remove_stale_cgroups")
+@dataclass(frozen=True, kw_only=True)
+class RemoveStaleCgroups(HandleRequest):
+    """The empty cgroups a killed monitor left; answered with how many were its payload's."""
 
 
 @_op("rename")
