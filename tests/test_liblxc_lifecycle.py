@@ -116,6 +116,19 @@ def test_shutdown(make_container) -> None:
     assert c.shutdown(5) is True  # already stopped
 
 
+def test_shutdown_reaches_an_init_that_was_not_listening_yet(make_container) -> None:
+    # sh as init ignores the halt signal (the busybox base's lxc.signal.halt,
+    # SIGUSR1) for 2 s: a pid namespace's init ignores a signal it has no
+    # handler for. Then it traps it. liblxc signals once; shutdown asks again.
+    c = make_container()
+    assert c.get_config_item("lxc.signal.halt") == "10"  # SIGUSR1
+    pid = c.start(False, ["/bin/sh", "-c", "sleep 2; trap 'exit 0' USR1; while :; do sleep 1; done"])
+    assert pid is not None
+    assert c.shutdown(15) is True
+    assert c.state() == "STOPPED"
+    wait_for(lambda: pid_gone(pid), what="init to go")
+
+
 def test_stop(make_container) -> None:
     c = make_container(start=True)
     pid = c.init_pid()

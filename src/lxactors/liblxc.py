@@ -17,6 +17,7 @@ import math
 import os
 import select
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -585,12 +586,22 @@ class Container:
         self._check("stop", self._marked("stop"))
 
     def shutdown(self, timeout: float = 30) -> bool:
-        """Ask init to halt (SIGPWR or lxc.signal.halt); True once STOPPED in time."""
+        """Ask init to halt (SIGPWR or lxc.signal.halt); True once STOPPED in time.
+
+        The request is sent again every second while waiting: an init that
+        has not yet set up its handler (it has just started) ignores the
+        signal, as a pid namespace's init ignores every unhandled signal, and
+        liblxc sends it only once.
+        """
         t = v.check_timeout(timeout)
-        ok = bool(self._call("shutdown", int(t) if t < 0 else round(t)))
-        if not ok and not self.is_running():
-            return True
-        return ok
+        if t == 0:
+            return bool(self._call("shutdown", 0)) or not self.is_running()
+        deadline = None if t < 0 else time.monotonic() + t
+        while True:  # liblxc waits in whole seconds: one second a request
+            if self._call("shutdown", 1) or not self.is_running():
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def reboot(self) -> None:
         self._check("reboot", self._marked("reboot"))
