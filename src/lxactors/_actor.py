@@ -29,7 +29,7 @@ from lxactors._options import SpawnOptions
 from lxactors._owner import Owner
 from lxactors._policy import Intensity, Type, on_container_end, on_owner_exit
 from lxactors._userns import reach_problem
-from lxactors.liblxc import Container
+from lxactors.liblxc import Container, default_lxcpath
 
 __all__ = ["ContainerActor"]
 
@@ -79,22 +79,28 @@ class ContainerActor(pykka.ThreadingActor):
 
     def _boot(self) -> None:
         o = self.options
-        h = Container(self.name, o.path, helper=self._helper)
-        self.handle = h
-        if h.is_defined():
-            self._check_userns(h)
-        problem = reach_problem(h.get_config_path(), o.userns) if o.userns else None
+        ephemeral = not self.named and o.create is None
+        if ephemeral:
+            # A new random name: nothing to adopt or to check, no handle
+            # needed before the clone's.
+            h = None
+            problem = reach_problem(o.path or default_lxcpath(), o.userns) if o.userns else None
+        else:
+            h = Container(self.name, o.path, helper=self._helper)
+            self.handle = h
+            if h.is_defined():
+                self._check_userns(h)
+            problem = reach_problem(h.get_config_path(), o.userns) if o.userns else None
         if problem:
             raise LxcError(self.name, "spawn", problem)
-        if h.is_running():
+        if h is not None and h.is_running():
             self._connect()
             return
-        if not h.is_defined():
-            if not self.named and o.create is None:
-                h.close()
-                self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns)
+        if h is None or not h.is_defined():
+            if h is None:
+                self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns,
+                                                        helper=self._helper)
                 self._created = True
-                h.set_helper(self._helper)
                 self._configure(h)
             else:
                 self._configure(h)

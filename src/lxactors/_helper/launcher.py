@@ -42,6 +42,18 @@ def _s(value: str) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
+def _maps_ids(config: str | None) -> bool:
+    """Whether a config snapshot may map ids (a text search: no liblxc parse
+    in the helper's loop for the common start without a user namespace)."""
+    if config is None:
+        return True
+    try:
+        with open(config, "rb") as f:
+            return b"lxc.idmap" in f.read()
+    except OSError:
+        return True  # let liblxc report the snapshot
+
+
 @dataclass
 class Pending:
     """A request the launcher runs: its reply pipe and how to read a failure."""
@@ -129,16 +141,18 @@ class Launcher:
         if isinstance(req, Start):
             if not req.daemonize or any(b"\0" in a for a in req.argv or ()):
                 return None  # the worker becomes the monitor: see start._start_foreground
-            h = Handle(req)  # the config, to decide on PATH; no fork here
-            try:
-                path = path_without_idmap_tools(h.c)
-            finally:
-                h.close()
+            path = None
+            if _maps_ids(req.config):
+                h = Handle(req)  # the config, to decide on PATH; no fork here
+                try:
+                    path = path_without_idmap_tools(h.c)
+                finally:
+                    h.close()
             head = [b"start", _s(req.name), _s(req.path), _opt(req.config), _opt(req.log),
                     b"1" if req.useinit else b"0", b"1" if req.close_all_fds else b"0",
                     _opt(path)]
             argv = [b"0"] if req.argv is None else [b"1", *req.argv]
-            return head + argv, req.log, h.log_offset
+            return head + argv, req.log, log_size(req.log)
         if isinstance(req, Clone):
             if req.hookargs is not None:
                 return None
