@@ -5,6 +5,7 @@ its console, :func:`exit` it, read or change its :func:`type`, reach the
 low-level handle with :func:`container` (see :mod:`lxactors.liblxc`) and the
 console with :func:`console`.  The owner gets :class:`ConsoleOutput`,
 :class:`ContainerExited`, :class:`ContainerRestarted` and :class:`GaveUp`.
+A :class:`Pool` keeps containers booted ahead and hands one over per spawn.
 
 Names are imported on first use, so that ``lxactors`` (the command) can say
 in one line that liblxc is missing instead of failing in this import.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         Message,
     )
     from lxactors._owner import Mailbox
+    from lxactors._pool import Pool
     from lxactors._userns import IdMap
 
 _EXPORTS = {
@@ -44,6 +46,7 @@ _EXPORTS = {
     "LxcTimeoutError": "lxactors._errors",
     "Mailbox": "lxactors._owner",
     "Message": "lxactors._messages",
+    "Pool": "lxactors._pool",
     "container": "lxactors._api",
     "console": "lxactors._api",
     "exit": "lxactors._api",
@@ -66,6 +69,7 @@ __all__ = [
     "LxcTimeoutError",
     "Mailbox",
     "Message",
+    "Pool",
     "container",
     "console",
     "exit",

@@ -24,7 +24,7 @@ from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
 from lxactors._helperclient import Helper
-from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
+from lxactors._messages import ConsoleOutput, ContainerExited, ContainerRestarted, GaveUp
 from lxactors._options import SpawnOptions
 from lxactors._owner import Owner
 from lxactors._policy import Intensity, Type, on_container_end, on_owner_exit
@@ -424,6 +424,22 @@ class ContainerActor(pykka.ThreadingActor):
 
     def state(self) -> str:
         return self.handle.state() if self.handle is not None else "STOPPED"
+
+    def hand_over(self, owner: Owner, window: int | None, boot_log: bytes | None) -> None:
+        """A pool hands this container to *owner*: the console from now on
+        (the boot's output first, if asked), and a fresh shell prompt."""
+        self.owner = owner
+        if self.console is None:
+            return
+        if window is not None:
+            self.console.window = window
+        if boot_log:
+            owner.deliver(ConsoleOutput(self.name, boot_log))
+        self.console.set_owner(owner)
+        if not self.options.start.get("argv"):
+            # The base's shell on tty1 answers a newline with a new prompt; a
+            # custom command's console is its input, left alone.
+            self.console.send(b"\n", 1.0)
 
     def set_owner(self, owner: Owner) -> None:
         self.owner = owner
