@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -225,6 +226,8 @@ int lxa_launcher_serve(int sock)
 	char cbuf[CMSG_SPACE(sizeof(int) * 8)];
 	struct sigaction sa;
 
+	/* Named, so that it is told apart from the helper's workers. */
+	prctl(PR_SET_NAME, "lxa-launcher", 0, 0, 0);
 	if (pipe(lxa_sigpipe) < 0)
 		_exit(3);
 	for (int i = 0; i < 2; i++) {
