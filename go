@@ -47,7 +47,7 @@ install_venv() {
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     local stamp=$VENV/.lxactors-installed
     local newest
-    newest=$(find setup.cfg setup.py pyproject.toml src/lxactors/decl src/lxactors/_ffi_build.py \
+    newest=$(find setup.cfg setup.py pyproject.toml src/lxactors/decl src/lxactors/csrc src/lxactors/_ffi_build.py \
         -newer "$stamp" 2>/dev/null | head -n 1 || true)
     if [ ! -e "$stamp" ] || [ -n "$newest" ] || ! ls src/lxactors/_lxc*.so >/dev/null 2>&1; then
         echo "go: installing lxactors into $VENV" >&2

@@ -147,12 +147,14 @@ class Counts:
 
 
 def children_of(pid: int) -> int:
+    """The helper's workers: its children but its launcher (a C process, for good)."""
     n = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    comm, rest = f.read().rsplit(")", 1)
+                    if int(rest.split()[1]) == pid and not comm.endswith("(lxa-launcher"):
                         n += 1
             except (FileNotFoundError, ProcessLookupError):
                 continue

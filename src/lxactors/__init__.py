@@ -5,6 +5,7 @@ its console, :func:`exit` it, read or change its :func:`type`, reach the
 low-level handle with :func:`container` (see :mod:`lxactors.liblxc`) and the
 console with :func:`console`.  The owner gets :class:`ConsoleOutput`,
 :class:`ContainerExited`, :class:`ContainerRestarted` and :class:`GaveUp`.
+A :class:`Pool` keeps containers booted ahead and hands one over per spawn.
 
 For applications built on it (``lxactors.apps``: the command, tcpvm, imc):
 :func:`spawn_options` checks options once for many spawns, :func:`ensure_base`
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     )
     from lxactors._options import random_name, spawn_options
     from lxactors._owner import Mailbox, Owner, as_owner
+    from lxactors._pool import Pool
     from lxactors._userns import IdMap, resolve_userns
     from lxactors._window import FlowWindow
 
@@ -56,6 +58,7 @@ _EXPORTS = {
     "Mailbox": "lxactors._owner",
     "Message": "lxactors._messages",
     "Owner": "lxactors._owner",
+    "Pool": "lxactors._pool",
     "as_owner": "lxactors._owner",
     "base_name": "lxactors._base",
     "container": "lxactors._api",
@@ -86,6 +89,7 @@ __all__ = [
     "Mailbox",
     "Message",
     "Owner",
+    "Pool",
     "as_owner",
     "base_name",
     "container",

@@ -25,13 +25,13 @@ from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
 from lxactors._helperclient import Helper, helper
-from lxactors._messages import ContainerExited, ContainerRestarted, GaveUp
+from lxactors._messages import ConsoleOutput, ContainerExited, ContainerRestarted, GaveUp
 from lxactors._monitor import MonitorWatch
 from lxactors._options import SpawnOptions
 from lxactors._owner import Owner
 from lxactors._policy import Intensity, Type, on_container_end, on_owner_exit
 from lxactors._userns import reach_problem
-from lxactors.liblxc import Container
+from lxactors.liblxc import Container, default_lxcpath
 
 __all__ = ["ContainerActor"]
 
@@ -95,22 +95,28 @@ class ContainerActor(pykka.ThreadingActor):
 
     def _boot(self) -> None:
         o = self.options
-        h = Container(self.name, o.path, helper=self._helper)
-        self.handle = h
-        if h.is_defined():
-            self._check_userns(h)
-        problem = reach_problem(h.get_config_path(), o.userns) if o.userns else None
+        ephemeral = not self.named and o.create is None
+        if ephemeral:
+            # A new random name: nothing to adopt or to check, no handle
+            # needed before the clone's.
+            h = None
+            problem = reach_problem(o.path or default_lxcpath(), o.userns) if o.userns else None
+        else:
+            h = Container(self.name, o.path, helper=self._helper)
+            self.handle = h
+            if h.is_defined():
+                self._check_userns(h)
+            problem = reach_problem(h.get_config_path(), o.userns) if o.userns else None
         if problem:
             raise LxcError(self.name, "spawn", problem)
-        if h.is_running():
+        if h is not None and h.is_running():
             self._connect()
             return
-        if not h.is_defined():
-            if not self.named and o.create is None:
-                h.close()
-                self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns)
+        if h is None or not h.is_defined():
+            if h is None:
+                self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns,
+                                                        helper=self._helper)
                 self._created = True
-                h.set_helper(self._helper)
                 self._configure(h)
             else:
                 self._configure(h)
@@ -451,6 +457,22 @@ class ContainerActor(pykka.ThreadingActor):
 
     def state(self) -> str:
         return self.handle.state() if self.handle is not None else "STOPPED"
+
+    def hand_over(self, owner: Owner, window: int | None, boot_log: bytes | None) -> None:
+        """A pool hands this container to *owner*: the console from now on
+        (the boot's output first, if asked), and a fresh shell prompt."""
+        self.owner = owner
+        if self.console is None:
+            return
+        if window is not None:
+            self.console.window = window
+        if boot_log:
+            owner.deliver(ConsoleOutput(self.name, boot_log))
+        self.console.set_owner(owner)
+        if not self.options.start.get("argv"):
+            # The base's shell on tty1 answers a newline with a new prompt; a
+            # custom command's console is its input, left alone.
+            self.console.send(b"\n", 1.0)
 
     def set_owner(self, owner: Owner) -> None:
         self.owner = owner

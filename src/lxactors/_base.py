@@ -18,6 +18,7 @@ import threading
 from lxactors import _validate as v
 from lxactors import liblxc
 from lxactors._chroot import FileOwner, FileSpec, apply_chroot, lower_dir, rootfs_dir
+from lxactors._helperclient import Helper
 from lxactors._userns import IdMap, idmap_of
 
 __all__ = ["BASE_NAME", "base_name", "container_idmap", "ensure_base", "ephemeral_clone",
@@ -116,8 +117,12 @@ def ensure_base(path: str | None, idmap: IdMap | None = None, template: str = "b
         return lxcpath
 
 
-def ephemeral_clone(name: str, path: str | None, idmap: IdMap | None = None) -> liblxc.Container:
-    """An overlay snapshot of the base for *idmap*, named *name*."""
+def ephemeral_clone(name: str, path: str | None, idmap: IdMap | None = None,
+                    helper: Helper | None = None) -> liblxc.Container:
+    """An overlay snapshot of the base for *idmap*, named *name* (its handle
+    runs forking calls in *helper*, None: the process's own)."""
     lxcpath = ensure_base(path, idmap)
     with liblxc.Container(base_name(idmap), lxcpath) as base:
-        return base.clone(name, flags=liblxc.CLONE_SNAPSHOT, bdevtype="overlay")
+        clone = base.clone(name, flags=liblxc.CLONE_SNAPSHOT, bdevtype="overlay")
+    clone.set_helper(helper)
+    return clone

@@ -16,7 +16,9 @@ import sys
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DECLS = ("attach.h", "container.h")
+DECLS = ("attach.h", "container.h", "launcher.h")
+#: C compiled into the extension (the helper's launcher).
+SOURCES = ("launcher.c",)
 INSTALL_HINT = (
     "lxactors needs liblxc 5.0 and its headers: run "
     "'apt-get install lxc lxc-dev' (Debian/Ubuntu) and install again."
@@ -54,6 +56,14 @@ def _check_headers(include_dirs: list[str]) -> None:
     raise SystemExit(1)
 
 
+def _sources() -> str:
+    parts = []
+    for name in SOURCES:
+        with open(os.path.join(HERE, "csrc", name), encoding="utf-8") as f:
+            parts.append(f.read())
+    return "\n".join(parts)
+
+
 def _declarations() -> str:
     parts = []
     for name in DECLS:
@@ -73,7 +83,7 @@ ffibuilder.set_source(
     #include <stdlib.h>
     #include <lxc/lxccontainer.h>
     #include <lxc/attach_options.h>
-    """,
+    """ + _sources(),
     include_dirs=include_dirs,
     library_dirs=library_dirs,
     libraries=libraries,

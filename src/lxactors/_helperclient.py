@@ -149,14 +149,14 @@ class Helper:
         req = wire.Register(path=path, name=name, type=type_)
         with self._lock:
             self._registry[(path, name)] = type_
-        self.call(req, container=name, timeout=10)
+        self.tell(req)
 
     def unregister(self, path: str, name: str) -> None:
         with self._lock:
             if self._registry.pop((path, name), None) is None:
                 return
         if self._sock is not None and self._pid == os.getpid():
-            self.call(wire.Unregister(path=path, name=name), container=name, timeout=10)
+            self.tell(wire.Unregister(path=path, name=name))
 
     def _spawn(self) -> None:
         if self._pid == os.getpid():
@@ -244,6 +244,15 @@ class Helper:
                 os.close(w)
             return Reply(r, container, op)
         raise AssertionError("unreachable")
+
+    def tell(self, req: wire.Register | wire.Unregister) -> None:
+        """Send a registry change without waiting for the answer.
+
+        The helper reads its socket in order and drains it before it sees
+        end of file, so a change sent is one the helper applies, even if
+        this process dies right after: no round trip needed.
+        """
+        self.request(req, container=req.name).close()
 
     def call(
         self,

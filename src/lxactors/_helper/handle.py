@@ -14,7 +14,8 @@ from lxactors import _errlog
 from lxactors._ffi import ffi, lib
 from lxactors._helper.wire import HandleRequest
 
-__all__ = ["Handle", "OpError", "c_argv", "c_str", "config_item", "unlink_symlinked_rootfs"]
+__all__ = ["Handle", "OpError", "c_argv", "c_str", "config_item", "log_size", "op_error",
+           "unlink_symlinked_rootfs"]
 
 
 class OpError(Exception):
@@ -61,33 +62,23 @@ class Handle:
         if req.config:
             self.c.clear_config(self.c)
             if not self.c.load_config(self.c, c_str(req.config)):
+                self.close()
                 raise OpError(f"cannot load the configuration snapshot {req.config}")
         elif self.log_path:
             # The on-disk config has no lxc.log.file (it is stripped when
             # written): without this, liblxc's reasons for a failure are lost.
             self.c.set_config_item(self.c, b"lxc.log.file", c_str(self.log_path))
-        self.log_offset = self._log_size()
-
-    def _log_size(self) -> int:
-        try:
-            return os.stat(self.log_path).st_size if self.log_path else 0
-        except OSError:
-            return 0
+        self.log_offset = log_size(self.log_path)
 
     def fail(self, message: str) -> OpError:
         """An OpError carrying the log lines written since this request began."""
-        lines: list[str] = []
-        if self.log_path:
-            try:
-                with open(self.log_path, "rb") as f:
-                    # The last 64 KiB since the request began: the cause
-                    # comes last (at DEBUG or TRACE there is much before it).
-                    size = os.fstat(f.fileno()).st_size
-                    f.seek(max(self.log_offset, size - 65536))
-                    lines = f.read().decode("utf-8", "replace").splitlines()
-            except OSError:
-                pass
-        return OpError(message, log=_errlog.report_lines(lines))
+        return op_error(message, self.log_path, self.log_offset)
+
+    def close(self) -> None:
+        """Release the handle (workers exit instead; the helper itself must)."""
+        if self.c != ffi.NULL:
+            lib.lxc_container_put(self.c)
+            self.c = ffi.NULL
 
     def strip_log_line(self, config_file: str) -> None:
         _errlog.strip_from_config(config_file, self.log_path)
@@ -100,6 +91,29 @@ class Handle:
             return ffi.string(p).decode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
         finally:
             lib.free(p)
+
+
+def log_size(log_path: str | None) -> int:
+    try:
+        return os.stat(log_path).st_size if log_path else 0
+    except OSError:
+        return 0
+
+
+def op_error(message: str, log_path: str | None, offset: int) -> OpError:
+    """An OpError carrying the log lines written since *offset*."""
+    lines: list[str] = []
+    if log_path:
+        try:
+            with open(log_path, "rb") as f:
+                # The last 64 KiB since the request began: the cause
+                # comes last (at DEBUG or TRACE there is much before it).
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(offset, size - 65536))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            pass
+    return OpError(message, log=_errlog.report_lines(lines))
 
 
 def unlink_symlinked_rootfs(c: Any) -> None:

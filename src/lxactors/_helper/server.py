@@ -2,9 +2,11 @@
 
 Each request is decoded here, in the loop; a bad one (unknown op, unknown,
 missing or mistyped field, a refused pickle) gets an error reply and the
-loop serves on.  ``register``/``unregister`` are answered in the loop; every
-other op runs in a worker forked for it, which writes its reply and exits
-(taking any cgroup membership liblxc gave it along).
+loop serves on.  ``register``/``unregister`` are answered in the loop;
+clone, start and destroy go to the launcher (``launcher``: a C process that
+forks a small child per request); every other op runs in a worker forked
+for it, which writes its reply and exits (taking any cgroup membership
+liblxc gave it along).
 
 End of file on the socket means the user's process is gone, however it
 died: the loop applies the registered types' owner-exit actions
@@ -16,6 +18,7 @@ from __future__ import annotations
 import array
 import os
 import select
+import selectors
 import signal
 import socket
 import sys
@@ -23,6 +26,7 @@ import traceback
 
 from lxactors._ffi import ffi, lib
 from lxactors._helper.handle import OpError, c_str, unlink_symlinked_rootfs
+from lxactors._helper.launcher import Launcher, Pending
 from lxactors._helper.ops import OPS
 from lxactors._helper.wire import (
     MAX_FDS,
@@ -135,48 +139,112 @@ def serve(sock: socket.socket, log_dir: str | None = None, owner_pidfd: int = -1
     # user's process is gone, and the policies must still be applied then.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    while True:
-        r, _, _ = select.select([sock], [], [], 1.0)
-        _reap()
-        if not r:
-            continue
-        try:
-            # CLOEXEC: else every attached command inherits the reply pipe
-            # (and could write forged frames to the user's process).
-            msg, ancdata, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4),
-                                                       socket.MSG_CMSG_CLOEXEC)
-        except (ConnectionResetError, OSError):
-            msg, ancdata = b"", []
-        fds: list[int] = []
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                a = array.array("i")
-                a.frombytes(data[: len(data) - (len(data) % a.itemsize)])
-                fds.extend(a)
-        if not msg:
-            for fd in fds:
-                os.close(fd)
-            apply_policies()  # the user's process is gone
-            remove_log_dir(log_dir, owner_pidfd)
-            return
-        if not fds:
-            continue  # malformed: no reply pipe
-        reply, extra = fds[0], fds[1:]
-        try:
-            req = decode_request(msg)
-        except WireError as exc:
-            req = None
-            _answer(reply, error("helper", f"bad request: {exc}", []))
-        if isinstance(req, (Register, Unregister)):
-            _registry_op(req)
-            _answer(reply, ok(None))
-        elif req is not None:
-            pid = os.fork()
-            if pid == 0:
-                sock.close()
-                run_worker(req, extra, reply)
+    launcher = Launcher.start(close=[sock.fileno(), owner_pidfd])
+    pending: dict[int, Pending] = {}
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    if launcher is not None:
+        sel.register(launcher.sock, selectors.EVENT_READ)
+    try:
+        while True:
+            events = sel.select(1.0)
+            _reap()
+            for key, _ in events:
+                if key.fileobj is sock:
+                    if not _serve_one(sock, launcher, pending, sel):
+                        apply_policies()  # the user's process is gone
+                        remove_log_dir(log_dir, owner_pidfd)
+                        return
+                elif launcher is not None and key.fileobj is launcher.sock:
+                    if not launcher.reaped():
+                        sel.unregister(launcher.sock)
+                        launcher.close()
+                        launcher = None
+                else:
+                    _result(key.fd, pending, sel)
+    finally:
+        for p in pending.values():
+            os.close(p.reply)
+            os.close(p.result)
+        if launcher is not None:
+            launcher.close()
+
+
+def _serve_one(sock: socket.socket, launcher: Launcher | None, pending: dict[int, Pending],
+               sel: selectors.BaseSelector) -> bool:
+    """Serve one request from the socket; False at end of file."""
+    try:
+        # CLOEXEC: else every attached command inherits the reply pipe
+        # (and could write forged frames to the user's process).
+        msg, ancdata, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4),
+                                                   socket.MSG_CMSG_CLOEXEC)
+    except (ConnectionResetError, OSError):
+        msg, ancdata = b"", []
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            a = array.array("i")
+            a.frombytes(data[: len(data) - (len(data) % a.itemsize)])
+            fds.extend(a)
+    if not msg:
         for fd in fds:
             os.close(fd)
+        return False
+    if not fds:
+        return True  # malformed: no reply pipe
+    reply, extra = fds[0], fds[1:]
+    try:
+        req = decode_request(msg)
+    except WireError as exc:
+        req = None
+        _answer(reply, error("helper", f"bad request: {exc}", []))
+    if isinstance(req, (Register, Unregister)):
+        _registry_op(req)
+        _answer(reply, ok(None))
+    elif req is not None:
+        launched = None
+        if launcher is not None and not extra:
+            try:
+                launched = launcher.dispatch(req, reply)
+            except OpError as exc:
+                _answer(reply, error(exc.kind, str(exc), exc.log))
+                req = None
+        if launched is not None:
+            pending[launched.result] = launched
+            sel.register(launched.result, selectors.EVENT_READ)
+            return True  # the reply pipe is answered when the result is in
+        if req is not None:
+            pid = os.fork()
+            if pid == 0:
+                # A long-lived worker (attach, console, a foreground monitor)
+                # must not keep the launcher's socket open.
+                sock.close()
+                if launcher is not None:
+                    launcher.sock.close()
+                for p in pending.values():
+                    os.close(p.reply)
+                    os.close(p.result)
+                run_worker(req, extra, reply)
+    for fd in fds:
+        os.close(fd)
+    return True
+
+
+def _result(fd: int, pending: dict[int, Pending], sel: selectors.BaseSelector) -> None:
+    """The launcher's child wrote (part of) its result: answer once it is whole."""
+    p = pending[fd]
+    try:
+        data = os.read(fd, 256)
+    except OSError:
+        data = b""
+    frame = p.feed(data)
+    if frame is None:
+        return
+    _answer(p.reply, frame)
+    sel.unregister(fd)
+    del pending[fd]
+    os.close(fd)
+    os.close(p.reply)
 
 
 def _reap() -> None:

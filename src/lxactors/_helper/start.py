@@ -24,7 +24,7 @@ from lxactors._helper.cgroups import leave_monitor_cgroups, own_cgroups, remove_
 from lxactors._helper.handle import Handle, c_argv, c_str, config_item
 from lxactors._helper.wire import Start, error, ok, write_frame
 
-__all__ = ["op_start"]
+__all__ = ["op_start", "path_without_idmap_tools"]
 
 
 #: Config items whose programs liblxc runs (at start or stop) with the monitor's PATH.
@@ -73,11 +73,19 @@ def _write_id_maps_directly(c: Any) -> None:
     port, a dir or overlay rootfs).  The monitor inherits the PATH; the
     worker exits after the start.
     """
+    path = path_without_idmap_tools(c)
+    if path is not None:
+        os.environ["PATH"] = path
+
+
+def path_without_idmap_tools(c: Any) -> str | None:
+    """The PATH a start of *c* should run with (see _write_id_maps_directly);
+    None: keep this process's."""
     lines = config_item(c, b"lxc.idmap").decode("utf-8", "replace").splitlines()
     if not lines or not all(_userns.delegated_line(ln) for ln in lines) or _needs_path(c):
-        return
+        return None
     dirs = os.environ.get("PATH", os.defpath).split(os.pathsep)
-    os.environ["PATH"] = os.pathsep.join(
+    return os.pathsep.join(
         d for d in dirs if not any(os.path.exists(os.path.join(d or ".", tool))
                                    for tool in ("newuidmap", "newgidmap")))
 

@@ -1,0 +1,186 @@
+"""The helper's end of the launcher (``csrc/launcher.c``): clone, start and
+destroy without a forked Python worker.
+
+A Python worker costs a fork of the ~16 MB helper, its copy-on-write
+faults and teardown, per request: most of a spawn's time.  The launcher is
+a C loop in a process the helper forks once; it forks a small child per
+request (the caller of liblxc's start, so what liblxc moves into the
+monitor's cgroups, and what the monitor is a copy of).  Requests it cannot
+do exactly as the Python ops would (a foreground start, clone hooks) go to
+a worker as before.
+
+Each dispatched request is a :class:`Pending` in the helper's loop: the
+launcher's child writes one line to its result pipe, which the helper turns
+into the reply frame (with liblxc's log lines on failure).
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+
+from lxactors._ffi import lib
+from lxactors._helper.cgroups import remove_monitor_cgroups
+from lxactors._helper.handle import Handle, log_size, op_error, unlink_symlinked_rootfs
+from lxactors._helper.start import path_without_idmap_tools
+from lxactors._helper.wire import Clone, Destroy, DestroyWithSnapshots, Request, Start, error, ok
+
+__all__ = ["Launcher", "Pending"]
+
+
+def _opt(value: str | bytes | None) -> bytes:
+    """An optional field: b"" for None, b"+value" otherwise."""
+    if value is None:
+        return b""
+    return b"+" + (value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value)
+
+
+def _s(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _maps_ids(config: str | None) -> bool:
+    """Whether a config snapshot may map ids (a text search: no liblxc parse
+    in the helper's loop for the common start without a user namespace)."""
+    if config is None:
+        return True
+    try:
+        with open(config, "rb") as f:
+            return b"lxc.idmap" in f.read()
+    except OSError:
+        return True  # let liblxc report the snapshot
+
+
+@dataclass
+class Pending:
+    """A request the launcher runs: its reply pipe and how to read a failure."""
+
+    op: str
+    name: str
+    reply: int
+    result: int
+    log_path: str | None
+    log_offset: int
+    buf: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> tuple[str, object] | tuple[str, str, str, list[str]] | None:
+        """The reply frame once the result line (or end of file) is in, else None."""
+        self.buf += data
+        if b"\n" not in self.buf and data:
+            return None
+        line = bytes(self.buf).split(b"\n", 1)[0].decode("ascii", "replace").split()
+        if line[:1] == ["ok"] and len(line) == 2 and line[1].isdigit():
+            value = int(line[1])
+            if self.op == "start":
+                # 0: init already ended (a short-lived command); the caller reads why.
+                return ok(value if value > 0 else None)
+            return ok(None)
+        if not line:
+            return error("helper", f"the helper's launcher ended without answering {self.op}", [])
+        err = op_error(f"{self.op} failed", self.log_path, self.log_offset)
+        return error(err.kind, str(err), err.log)
+
+
+class Launcher:
+    """The launcher process and the socket to it."""
+
+    def __init__(self, sock: socket.socket, pid: int) -> None:
+        self.sock = sock
+        self.pid = pid
+
+    @classmethod
+    def start(cls, close: list[int]) -> Launcher | None:
+        """Fork the launcher, without the fds in *close* (the helper's own).
+
+        None if it cannot run: requests go to workers.
+        """
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            return None
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ours.close()
+                for fd in close:
+                    if fd >= 0:
+                        os.close(fd)
+                lib.lxa_launcher_serve(theirs.fileno())
+            finally:
+                os._exit(5)
+        theirs.close()
+        return cls(ours, pid)
+
+    def close(self) -> None:
+        """The launcher exits when its socket closes (children finish their call)."""
+        self.sock.close()
+
+    def dispatch(self, req: Request, reply: int) -> Pending | None:
+        """Hand *req* to the launcher; None if the launcher does not do it this way."""
+        found = self._fields(req)
+        if found is None:
+            return None
+        fields, log_path, offset = found
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.sock.sendmsg([b"\0".join(fields) + b"\0"],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))])
+        except OSError:
+            os.close(r)
+            return None
+        finally:
+            os.close(w)
+        assert isinstance(req, (Start, Clone, Destroy, DestroyWithSnapshots))
+        return Pending(req.op, req.name, reply, r, log_path, offset)
+
+    @staticmethod
+    def _fields(req: Request) -> tuple[list[bytes], str | None, int] | None:
+        if isinstance(req, Start):
+            if not req.daemonize or any(b"\0" in a for a in req.argv or ()):
+                return None  # the worker becomes the monitor: see start._start_foreground
+            path = None
+            if _maps_ids(req.config):
+                h = Handle(req)  # the config, to decide on PATH; no fork here
+                try:
+                    path = path_without_idmap_tools(h.c)
+                finally:
+                    h.close()
+            head = [b"start", _s(req.name), _s(req.path), _opt(req.config), _opt(req.log),
+                    b"1" if req.useinit else b"0", b"1" if req.close_all_fds else b"0",
+                    _opt(path)]
+            argv = [b"0"] if req.argv is None else [b"1", *req.argv]
+            return head + argv, req.log, log_size(req.log)
+        if isinstance(req, Clone):
+            if req.hookargs is not None:
+                return None
+            return ([b"clone", _s(req.name), _s(req.path), _opt(req.config), _opt(req.log),
+                     _s(req.newname), _opt(req.lxcpath), b"%d" % req.flags, _opt(req.bdevtype),
+                     _opt(req.bdevdata), b"%d" % req.newsize], req.log, log_size(req.log))
+        if isinstance(req, (Destroy, DestroyWithSnapshots)):
+            h = Handle(req)
+            try:
+                unlink_symlinked_rootfs(h.c)
+            finally:
+                h.close()
+            return ([_s(req.op), _s(req.name), _s(req.path), _opt(req.config), _opt(req.log)],
+                    req.log, h.log_offset)
+        return None
+
+    def reaped(self) -> bool:
+        """Read one message from the launcher: a child ended (False: the launcher is gone)."""
+        try:
+            msg = self.sock.recv(8192)
+        except OSError:
+            msg = b""
+        if not msg:
+            return False
+        parts = msg.decode("utf-8", "surrogateescape").split(" ", 2)
+        if len(parts) == 3 and parts[0] == "reaped" and parts[1] == "start":
+            # The child was the start's caller, in the monitor's cgroups:
+            # a monitor that ended first could not remove them.
+            with contextlib.suppress(OSError):
+                remove_monitor_cgroups(parts[2])
+        return True

@@ -1,0 +1,314 @@
+/* The launcher: the helper's small C process that runs clone, start and
+ * destroy without forking a Python interpreter.
+ *
+ * The helper forks it once (lxa_launcher_serve never returns to Python).
+ * For each request it forks a child that makes the liblxc call and writes
+ * one result line to the pipe sent along: "ok PID" or "err".  The child is
+ * a fork of a process that runs no Python, so it costs a fraction of a
+ * Python worker, and the [lxc monitor] liblxc forks from it shares its pages
+ * with the launcher instead of carrying copies of an interpreter's heap.
+ * liblxc moves the caller of a daemonized start into the monitor's cgroups:
+ * the caller is the child, which exits at once; each reaped child is
+ * reported to the helper ("reaped OP NAME"), which removes the monitor
+ * cgroups a monitor that ended first could not.
+ *
+ * Request: one SOCK_SEQPACKET message of NUL-terminated fields (op first),
+ * with the result pipe's write end by SCM_RIGHTS.  Optional strings are ""
+ * for NULL and "+value" otherwise.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LXA_MAX_FIELDS 1100
+#define LXA_MAX_REQ (1 << 20)
+#define LXA_MAX_CHILDREN 4096
+
+static int lxa_sigpipe[2] = {-1, -1};
+
+static void lxa_on_child(int sig)
+{
+	int saved = errno;
+	(void)sig;
+	if (write(lxa_sigpipe[1], "c", 1) < 0) { /* full: a wake-up is pending anyway */ }
+	errno = saved;
+}
+
+static const char *lxa_opt(const char *s)
+{
+	return (s && s[0] == '+') ? s + 1 : NULL;
+}
+
+static void lxa_result(int fd, const char *text)
+{
+	size_t n = strlen(text);
+	while (n > 0) {
+		ssize_t w = write(fd, text, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		text += w;
+		n -= (size_t)w;
+	}
+}
+
+/* The handle of a request, as the helper's Python workers open it: the
+ * on-disk config replaced by the client's snapshot if there is one, else the
+ * client's log file set (liblxc's reasons for a failure go there). */
+static struct lxc_container *lxa_handle(const char *name, const char *path,
+					const char *config, const char *logfile)
+{
+	struct lxc_container *c = lxc_container_new(name, path);
+	if (!c)
+		return NULL;
+	if (config) {
+		c->clear_config(c);
+		if (!c->load_config(c, config)) {
+			lxc_container_put(c);
+			return NULL;
+		}
+	} else if (logfile) {
+		c->set_config_item(c, "lxc.log.file", logfile);
+	}
+	return c;
+}
+
+static int lxa_do_start(char **f, int n)
+{
+	/* start name path +config +log useinit close_all_fds +PATH has_argv argv... */
+	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
+	struct lxc_container *c;
+	const char *path_env;
+	char **argv = NULL;
+	int useinit, ok, pid;
+
+	if (n < 9)
+		return -1;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	/* A session of its own: the terminal's ^C must not reach a start half done. */
+	setsid();
+	path_env = lxa_opt(f[7]);
+	if (path_env)
+		setenv("PATH", path_env, 1);
+	if (f[8][0] == '1')
+		argv = &f[9];  /* NULL-terminated by the parser */
+	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), lxa_opt(f[4]));
+	if (!c)
+		return -1;
+	useinit = f[5][0] == '1';
+	c->want_close_all_fds(c, f[6][0] == '1');
+	c->want_daemonize(c, true);
+	ok = c->start(c, useinit, argv);
+	pid = ok ? c->init_pid(c) : -1;
+	lxc_container_put(c);
+	return ok ? (pid > 0 ? pid : 0) : -1;
+}
+
+static int lxa_do_clone(char **f, int n)
+{
+	/* clone name path +config +log newname +lxcpath flags +bdevtype +bdevdata newsize */
+	struct lxc_container *c, *c2;
+	const char *logfile;
+	char *cur;
+	int len;
+
+	if (n < 11)
+		return -1;
+	logfile = lxa_opt(f[4]);
+	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), logfile);
+	if (!c)
+		return -1;
+	/* The clone writes the handle's in-memory config: without the client's
+	 * log file in it (the new container's own handles set theirs), which
+	 * this process logs to instead. */
+	len = c->get_config_item(c, "lxc.log.file", NULL, 0);
+	if (len > 0 && logfile) {
+		cur = calloc(1, (size_t)len + 1);
+		if (cur && c->get_config_item(c, "lxc.log.file", cur, len + 1) >= 0 &&
+		    strcmp(cur, logfile) == 0) {
+			struct lxc_log log = {.name = f[1], .lxcpath = f[2], .file = logfile,
+					      .level = "ERROR", .prefix = "lxc", .quiet = true};
+			c->clear_config_item(c, "lxc.log.file");
+			lxc_log_init(&log);
+		}
+		free(cur);
+	}
+	c2 = c->clone(c, f[5], lxa_opt(f[6]), atoi(f[7]), lxa_opt(f[8]), lxa_opt(f[9]),
+		      strtoull(f[10], NULL, 10), NULL);
+	lxc_container_put(c);
+	if (!c2)
+		return -1;
+	lxc_container_put(c2);
+	return 0;
+}
+
+static int lxa_do_destroy(char **f, int n)
+{
+	/* destroy|destroy_with_snapshots name path +config +log */
+	struct lxc_container *c;
+	bool ok;
+
+	if (n < 5)
+		return -1;
+	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), lxa_opt(f[4]));
+	if (!c)
+		return -1;
+	ok = strcmp(f[0], "destroy") == 0 ? c->destroy(c) : c->destroy_with_snapshots(c);
+	lxc_container_put(c);
+	return ok ? 0 : -1;
+}
+
+static void lxa_child(int sock, int result, char **f, int n)
+{
+	char line[64];
+	int value = -1;
+
+	close(sock);
+	close(lxa_sigpipe[0]);
+	close(lxa_sigpipe[1]);
+	if (strcmp(f[0], "start") == 0)
+		value = lxa_do_start(f, n);
+	else if (strcmp(f[0], "clone") == 0)
+		value = lxa_do_clone(f, n);
+	else if (strcmp(f[0], "destroy") == 0 || strcmp(f[0], "destroy_with_snapshots") == 0)
+		value = lxa_do_destroy(f, n);
+	if (value >= 0)
+		snprintf(line, sizeof(line), "ok %d\n", value);
+	else
+		snprintf(line, sizeof(line), "err\n");
+	lxa_result(result, line);
+	_exit(value >= 0 ? 0 : 1);
+}
+
+struct lxa_running {
+	pid_t pid;
+	char *what;  /* "OP NAME" */
+};
+
+static void lxa_reap(int sock, struct lxa_running *kids)
+{
+	pid_t pid;
+	char msg[4200];
+
+	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+		for (int i = 0; i < LXA_MAX_CHILDREN; i++) {
+			if (kids[i].pid != pid)
+				continue;
+			int len = kids[i].what ? snprintf(msg, sizeof(msg), "reaped %s", kids[i].what) : -1;
+			if (len > 0 && (size_t)len < sizeof(msg))
+				(void)send(sock, msg, (size_t)len, MSG_NOSIGNAL);
+			free(kids[i].what);
+			kids[i].pid = 0;
+			kids[i].what = NULL;
+			break;
+		}
+	}
+}
+
+/* Serve the helper on sock until it closes; then exit (never returns). */
+int lxa_launcher_serve(int sock)
+{
+	static char buf[LXA_MAX_REQ + 1];
+	static char *fields[LXA_MAX_FIELDS + 1];
+	static struct lxa_running kids[LXA_MAX_CHILDREN];
+	char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+	struct sigaction sa;
+
+	/* Named, so that it is told apart from the helper's workers. */
+	prctl(PR_SET_NAME, "lxa-launcher", 0, 0, 0);
+	if (pipe(lxa_sigpipe) < 0)
+		_exit(3);
+	for (int i = 0; i < 2; i++) {
+		fcntl(lxa_sigpipe[i], F_SETFL, O_NONBLOCK);
+		fcntl(lxa_sigpipe[i], F_SETFD, FD_CLOEXEC);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = lxa_on_child;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* The user's ^C and hangups are for the user's process; the helper
+	 * closing the socket is what ends this one. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = lxa_sigpipe[0], .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(4);
+		}
+		if (p[1].revents) {
+			char drain[64];
+			while (read(lxa_sigpipe[0], drain, sizeof(drain)) > 0)
+				;
+			lxa_reap(sock, kids);
+		}
+		if (!p[0].revents)
+			continue;
+
+		struct iovec iov = {.iov_base = buf, .iov_len = LXA_MAX_REQ};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+		ssize_t got = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			_exit(0);  /* the helper is gone */
+		int result = -1;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+				int nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+				int *fds = (int *)CMSG_DATA(cm);
+				for (int i = 0; i < nfds; i++) {
+					if (result < 0)
+						result = fds[i];
+					else
+						close(fds[i]);
+				}
+			}
+		}
+		if (result < 0)
+			continue;
+		buf[got] = '\0';
+		int n = 0;
+		for (char *s = buf; s < buf + got && n < LXA_MAX_FIELDS; s += strlen(s) + 1)
+			fields[n++] = s;
+		fields[n] = NULL;
+		if (n < 3) {
+			lxa_result(result, "err\n");
+			close(result);
+			continue;
+		}
+		int slot = -1;
+		for (int i = 0; i < LXA_MAX_CHILDREN; i++)
+			if (kids[i].pid == 0) { slot = i; break; }
+		pid_t pid = slot < 0 ? -1 : fork();
+		if (pid == 0)
+			lxa_child(sock, result, fields, n);
+		if (pid < 0) {
+			lxa_result(result, "err\n");
+		} else {
+			size_t len = strlen(fields[0]) + strlen(fields[1]) + 2;
+			kids[slot].what = malloc(len);
+			if (kids[slot].what)
+				snprintf(kids[slot].what, len, "%s %s", fields[0], fields[1]);
+			kids[slot].pid = pid;
+		}
+		close(result);
+	}
+}
