@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import select
 import signal
 import tty
 from typing import Any
@@ -24,6 +22,7 @@ from lxactors import _base
 from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
+from lxactors._exits import exit_message, init_running
 from lxactors._helperclient import Helper, helper
 from lxactors._messages import ConsoleOutput, ContainerExited, ContainerRestarted, GaveUp
 from lxactors._monitor import MonitorWatch
@@ -36,22 +35,6 @@ from lxactors.liblxc import Container, default_lxcpath
 __all__ = ["ContainerActor"]
 
 log = logging.getLogger("lxactors")
-
-_ENDED = re.compile(r"Child <(\d+)> ended on (error \((\d+)\)|signal [^(]*\((\d+)\))")
-
-
-def _running(h: Container, pid: int) -> bool:
-    """Is *pid* still the container's running init?"""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return False
-    try:
-        ended, _, _ = select.select([pidfd], [], [], 0)
-    finally:
-        os.close(pidfd)
-    return not ended and h.is_running()
-
 
 class ContainerActor(pykka.ThreadingActor):
     """The actor behind a :class:`~lxactors.ContainerRef`."""
@@ -203,7 +186,7 @@ class ContainerActor(pykka.ThreadingActor):
         except LxcError:
             # A command that ended at once takes its cgroups and consoles
             # with it: a normal exit, reported through the watch above.
-            if not _running(h, pid):
+            if not init_running(h, pid):
                 return
             raise
 
@@ -290,25 +273,8 @@ class ContainerActor(pykka.ThreadingActor):
 
     def _exit_message(self) -> ContainerExited:
         assert self.handle is not None
-        status = sig = None
-        for line in self.handle.log_lines_since(self._log_offset):
-            m = _ENDED.search(line)
-            if m and self.init_pid in (0, int(m.group(1))):
-                if m.group(3) is not None:
-                    status = int(m.group(3))
-                else:
-                    sig = int(m.group(4))
-        if self._exit_reason is not None:
-            reason = self._exit_reason
-        elif sig is not None:
-            # SIGINT is how a pid namespace's init is told to power off.
-            reason = "normal" if sig == signal.SIGINT else "signal"
-        elif status:
-            reason = "error"
-        else:
-            reason = "normal"
-            status = 0
-        return ContainerExited(self.name, reason, status, sig)
+        return exit_message(self.name, self.handle.log_lines_since(self._log_offset),
+                            self.init_pid, self._exit_reason)
 
     def _ended(self, exited: ContainerExited) -> None:
         """The container stopped: tell the owner, then restart, destroy or stop."""
