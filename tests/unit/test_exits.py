@@ -7,8 +7,9 @@ import signal
 from lxactors import ContainerExited
 from lxactors._exits import exit_message
 
-ERR = "lxc 20261201080000.123 INFO     start - ../src/lxc/start.c:lxc_end:985 - Child <{}> ended on error ({})"
-SIG = "lxc 20261201080000.123 INFO     start - ../src/lxc/start.c:lxc_end:985 - Child <{}> ended on signal Killed ({})"
+PREFIX = "lxc 20261201080000.123 INFO     start - ../src/lxc/start.c:lxc_end:985 - "
+ERR = PREFIX + "Child <{}> ended on error ({})"
+SIG = PREFIX + "Child <{}> ended on signal Killed ({})"
 
 
 def test_status_and_signal_of_this_init() -> None:
