@@ -111,7 +111,13 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
     *restarts* within *restart_period* seconds.
     """
     if "pool" in options:
-        return _from_pool(name, owner, options)
+        # The pool is a layer above spawn (it spawns the containers it holds):
+        # it serves the request itself, so this module need not import it.
+        pool = options.pop("pool")
+        serve = getattr(pool, "_serve_spawn", None)
+        if not callable(serve):
+            raise TypeError(f"pool must be an lxactors.Pool, not {builtins.type(pool).__name__}")
+        return cast(ContainerRef, serve(name, owner, options))
     name, named, opts = parse_options(name, options)
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
         raise ValueError(f"restarts must be a non-negative int, not {restarts!r}")
@@ -158,22 +164,6 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
             sup.add(entry)
             ended.append(lambda: sup.remove(path, name))
     return ContainerRef(name, path, actor, who, entry, proxy)
-
-
-def _from_pool(name: str, owner: object, options: dict[str, Any]) -> ContainerRef:
-    """``spawn(pool=p, ...)``: a container handed over by the pool."""
-    from lxactors._pool import POOL_SPAWN_OPTIONS, Pool
-
-    pool = options.pop("pool")
-    if not isinstance(pool, Pool):
-        raise TypeError(f"pool must be an lxactors.Pool, not {builtins.type(pool).__name__}")
-    if name:
-        raise ValueError(f"a pool holds unnamed containers: spawn({name!r}, pool=...) cannot be served")
-    refused = sorted(set(options) - POOL_SPAWN_OPTIONS)
-    if refused:
-        raise ValueError(f"option(s) {', '.join(refused)} cannot apply to a running container: "
-                         "give them to the Pool, whose containers are booted ahead")
-    return pool.spawn(owner=owner, **options)
 
 
 def exit(ref: ContainerRef, reason: str = "normal", timeout: float = 10.0) -> ContainerExited | None:

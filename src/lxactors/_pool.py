@@ -163,6 +163,17 @@ class Pool:
 
     # ------------------------------------------------------------ hand-over
 
+    def _serve_spawn(self, name: str, owner: object, options: dict[str, Any]) -> ContainerRef:
+        """``spawn(pool=self, ...)``: only what can apply to a running container."""
+        if name:
+            raise ValueError(f"a pool holds unnamed containers: spawn({name!r}, pool=...) "
+                             "cannot be served")
+        refused = sorted(set(options) - POOL_SPAWN_OPTIONS)
+        if refused:
+            raise ValueError(f"option(s) {', '.join(refused)} cannot apply to a running container: "
+                             "give them to the Pool, whose containers are booted ahead")
+        return self.spawn(owner=owner, **options)
+
     def spawn(self, *, owner: object = None, window: int | None = None,
               boot_log: bool = False) -> ContainerRef:
         """Hand over a ready container to *owner* (None: the caller); cold
