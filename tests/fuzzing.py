@@ -154,6 +154,10 @@ def world(lxcpath: str, name: str | None = None) -> World:
     if name is not None:
         home = os.path.join(lxcpath, name)
         for d, dirs, files in os.walk(home):
+            if os.path.relpath(d, home) == "overlay":
+                # overlayfs' work dir is the kernel's scratch space: files come
+                # and go there while the container runs (a race, not a change).
+                dirs[:] = [x for x in dirs if x != "work"]
             for n in dirs + files:
                 p = os.path.join(d, n)
                 st_ = os.lstat(p)
