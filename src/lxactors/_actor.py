@@ -302,6 +302,10 @@ class ContainerActor(pykka.ThreadingActor):
         if h is None:
             return
         try:
+            # After init died the monitor may still be tearing down (slow on a
+            # loaded host), and liblxc refuses to destroy a running container.
+            if h.is_running() and not h.wait("STOPPED", 30):
+                h.stop()
             if h.is_defined():
                 h.destroy()
         except LxcError as exc:
