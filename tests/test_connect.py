@@ -217,8 +217,9 @@ def shell(t: Terminal, server: Server) -> str:
 
 def test_terminal_restored_when_the_container_ends(terminal: Terminal, server: Server) -> None:
     shell(terminal, server)
-    # The prompt first: busybox asks for the cursor only when no input is pending.
-    shown = terminal.read_until(b"# ")
+    # busybox asks for the cursor after its prompt, and only when no input is
+    # pending: wait for the query before typing (it reaches the terminal).
+    shown = terminal.read_until(b"# \x1b[6n")
     terminal.type(b"echo hi-$((6*7))\r")
     shown += terminal.read_until(b"hi-42")
     # The shell's queries reached the terminal, and its answers were not echoed.
