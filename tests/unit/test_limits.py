@@ -31,7 +31,7 @@ HYBRID = """\
 # A fresh Debian 12: the unified hierarchy only.
 UNIFIED = """\
 22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro
-26 21 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+26 21 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
 """
 # Older distributions: cpu and cpuacct in one hierarchy, no unified one.
 LEGACY = """\
@@ -161,7 +161,7 @@ def test_translation_of_nothing_and_of_a_missing_controller() -> None:
     layout = CgroupLayout(frozenset({"memory"}), frozenset())
     assert limit_config(Limits(), layout) == []
     assert limit_config(Limits(disk="64M"), layout) == []  # a tmpfs, not a cgroup's
-    with pytest.raises(ValueError, match="no pids cgroup controller.*pids=None"):
+    with pytest.raises(ValueError, match=r"no pids cgroup controller.*pids=None"):
         limit_config(LIMITS, layout)
 
 
