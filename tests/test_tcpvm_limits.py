@@ -98,9 +98,8 @@ def test_a_fork_bomb_stops_at_its_limit_and_the_next_client_still_answers(
     tasks_before = len(os.listdir("/proc"))
     bomb.sendall(b"b(){ b|b& }; b\n")
     pids_max = cgroup_file(pid, "pids", "pids.current")
-    wait_for(lambda: int(read(pids_max)) >= 60, 20, "the bomb filling its pids.max")
     events = cgroup_file(pid, "pids", "pids.events")
-    wait_for(lambda: int(read(events).split()[-1]) > 0, 10, "forks refused at pids.max")
+    wait_for(lambda: int(read(events).split()[-1]) > 0, 60, "forks refused at pids.max")
     # While it keeps forking: bounded, and the other client's shell answers within a second.
     for i in range(3):
         assert int(read(pids_max)) <= 64
