@@ -96,6 +96,9 @@ def test_unknown_template(lxcpath: str) -> None:
     (["imc", "--tmpfs-size", "lots", "--", "true"], "tmpfs size"),
     (["imc", "--uid", "0", "--", "true"], "not root"),
     (["imc", "--bind", "relative/dir", "--", "true"], "absolute"),
+    (["tcpvm", "--memory", "lots"], "limits memory must be a size"),
+    (["tcpvm", "--pids-max", "0"], "limits pids must be between"),
+    (["imc", "--memory", "1K", "--", "true"], "memory must be at least"),
 ])
 def test_bad_arguments(lxcpath: str, args: list[str], message: str) -> None:
     r = lxactors(*args, "--path", lxcpath) if args[0] == "tcpvm" else lxactors(

@@ -47,7 +47,8 @@ def test_public_names_are_the_ones_fuzzed() -> None:
     assert {n for n in lxactors.__all__ if n[0].islower()} == {
         "spawn", "exit", "send", "type", "container", "console",
         # for applications; fuzzed in test_fuzz_helpers.py
-        "spawn_options", "ensure_base", "base_name", "random_name", "resolve_userns", "as_owner"}
+        "spawn_options", "ensure_base", "base_name", "random_name", "resolve_userns", "as_owner",
+        "limit_events"}
 
 
 #: ints are not bad values for config/cgroup items: spawn turns them into text.
@@ -115,6 +116,20 @@ BAD_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
     "restart_period": st.one_of(st.sampled_from([0, -1, 0.0, float("nan"), float("-inf")]),
                                 st.booleans(), st.text(max_size=3), st.none()),
     "owner": st.one_of(st.integers(), st.text(max_size=3), st.just(object()), st.just(threading.Event())),
+    "limits": st.one_of(
+        st.text(min_size=1), st.integers(), st.lists(st.integers(), min_size=1, max_size=2),
+        st.dictionaries(st.text(max_size=8).filter(
+            lambda k: k not in ("pids", "memory", "cpu", "disk")), st.just(1), min_size=1, max_size=2),
+        st.fixed_dictionaries({"pids": bad_int(1, 1 << 22).filter(lambda n: n is not None)}),
+        st.fixed_dictionaries({"memory": st.one_of(
+            st.sampled_from(["", "12x", "-1M", "0", "1K", "3M", "1.5G", "M", "1e9"]),
+            st.booleans(), st.floats(), st.integers(max_value=(4 << 20) - 1), st.just([1]))}),
+        st.fixed_dictionaries({"cpu": st.one_of(
+            st.sampled_from([0, 0.001, -1, 5000, float("nan"), float("inf"), True, "1", b"1"]),
+            st.floats(max_value=0.0099))}),
+        st.fixed_dictionaries({"disk": st.one_of(
+            st.sampled_from(["0", "1K", "x", -5, True, 1.5, "1 M B", "\0"]),
+            st.integers(max_value=(1 << 20) - 1))})),
 }
 
 

@@ -73,3 +73,29 @@ def test_base_name(idmap: Any) -> None:
 def test_ensure_base(args: tuple[Any, Any, Any]) -> None:
     path, idmap, template = args
     rejected(lambda: lxactors.ensure_base(path, idmap, template), f"ensure_base{args!r}")
+
+
+@FAST
+@given(wrong_type)
+def test_limit_events(ref: Any) -> None:
+    rejected(lambda: lxactors.limit_events(ref), f"limit_events({ref!r})")
+
+
+not_number = st.one_of(st.booleans(), st.binary(max_size=5), st.lists(st.integers(), max_size=2),
+                       st.just(object()), st.just(1j), st.text(max_size=3))
+not_size = st.one_of(not_number.filter(lambda x: not isinstance(x, str)), st.floats(),
+                     st.integers(max_value=0), st.integers(min_value=1 << 62),
+                     st.text(alphabet="xyz-.+ ", max_size=4), st.sampled_from(["1.5G", "1e9", "M"]))
+
+
+@FAST
+@given(st.one_of(
+    st.tuples(st.just("pids"), st.one_of(not_number, st.floats(), st.integers(max_value=0),
+                                         st.integers(min_value=(1 << 22) + 1))),
+    st.tuples(st.just("cpu"), st.one_of(not_number, st.floats().filter(
+        lambda c: not 0.01 <= c <= 4096))),
+    st.tuples(st.sampled_from(["memory", "disk"]), not_size),
+    st.tuples(st.just("nope"), st.integers())))
+def test_limits(field: tuple[str, Any]) -> None:
+    name, value = field
+    rejected(lambda: lxactors.Limits(**{name: value}), f"Limits({name}={value!r})")

@@ -14,10 +14,11 @@ from typing import Any
 import pykka
 import pytest
 
-from lxactors import LxcError, liblxc
+from lxactors import Limits, LxcError, liblxc
+from lxactors._limits import host_layout
 from lxactors._userns import resolve_userns
 from lxactors.apps import imc
-from tests.util import host_uid, made_bridge, pids_in_pidns_of
+from tests.util import cgroup_file, host_uid, made_bridge, pids_in_pidns_of
 
 
 def _gone(lxcpath: str, name: str) -> bool:
@@ -261,3 +262,27 @@ def test_receive_times_out_with_queue_empty(lxcpath: str) -> None:
             run.receive(timeout=0.05)
         run.kill()
         assert isinstance(_messages(run)[-1], imc.Exited)
+
+
+def test_commands_are_bounded_by_default(lxcpath: str) -> None:
+    def read(path: str) -> str:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+
+    with imc.spawn(["sleep", "30"], path=lxcpath) as run:
+        with liblxc.Container(run.name, lxcpath) as h:
+            init = h.init_pid()
+        assert read(cgroup_file(init, "pids", "pids.max")) == "256"
+        memory = "memory.limit_in_bytes" if "memory" in host_layout().v1 else "memory.max"
+        assert int(read(cgroup_file(init, "memory", memory))) == 256 << 20
+        run.kill()
+    # A memory hog is killed at its bound (SIGKILL: -9); a fork loop meets pids.max.
+    status, _, _ = imc.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+                           path=lxcpath, limits=Limits(memory="32M"))
+    assert status == -9
+    status, _, err = imc.run(["sh", "-c", "i=0; while [ $i -lt 40 ]; do sleep 5 & "
+                              "i=$((i+1)); done; exit 0"], path=lxcpath,
+                             limits=Limits(pids=16), timeout=60)
+    assert b"fork" in err.lower() or b"resource" in err.lower(), err
+    with pytest.raises(ValueError, match="tmpfs_size"):
+        imc.spawn(["true"], path=lxcpath, limits=Limits(disk="1G"))

@@ -24,8 +24,10 @@ HOST = re.compile(rb"host=([A-Za-z0-9-]+)=")
 class Server:
     """A TcpVm on a free port, served from a thread."""
 
-    def __init__(self, lxcpath: str, max_clients: int, options: dict[str, Any]) -> None:
-        self.vm = tcpvm.TcpVm(("127.0.0.1", 0), max_clients, {"path": lxcpath, **options})
+    def __init__(self, lxcpath: str, max_clients: int, options: dict[str, Any],
+                 bounds: dict[str, Any] | None = None) -> None:
+        self.vm = tcpvm.TcpVm(("127.0.0.1", 0), max_clients, {"path": lxcpath, **options},
+                              **(bounds or {}))
         self.address = self.vm.bind()
         self.thread = threading.Thread(target=self.vm.serve_forever, daemon=True)
         self.thread.start()
@@ -48,8 +50,9 @@ class Server:
 def server(lxcpath: str) -> Iterator[Callable[..., Server]]:
     made: list[Server] = []
 
-    def make(max_clients: int = 4, **options: Any) -> Server:
-        s = Server(lxcpath, max_clients, options)
+    def make(max_clients: int = 4, *, bounds: dict[str, Any] | None = None,
+             **options: Any) -> Server:
+        s = Server(lxcpath, max_clients, options, bounds)
         made.append(s)
         return s
 
@@ -111,7 +114,7 @@ def test_client_gets_a_shell(server: Callable[..., Server]) -> None:
 
 def test_sixteen_clients_each_get_their_own_container(server: Callable[..., Server],
                                                       lxcpath: str) -> None:
-    srv = server(max_clients=16)
+    srv = server(max_clients=16, bounds={"max_per_address": None})  # all from 127.0.0.1
     socks = [srv.connect() for _ in range(16)]
     for s in socks:
         s.sendall(b"\necho host=$(hostname)=\n")
@@ -156,7 +159,7 @@ def test_extra_client_is_refused_with_one_line(server: Callable[..., Server],
 
 
 def test_default_cap_is_32(server: Callable[..., Server], lxcpath: str) -> None:
-    srv = server(max_clients=tcpvm.DEFAULT_MAX_CLIENTS)
+    srv = server(max_clients=tcpvm.DEFAULT_MAX_CLIENTS, bounds={"max_per_address": None})
     assert srv.vm.max_clients == 32
     socks = [srv.connect() for _ in range(32)]
     wait_for(lambda: len(srv.vm.clients) == 32, 5.0)

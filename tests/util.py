@@ -129,6 +129,24 @@ def pids_in_pidns_of(pid: int) -> list[int]:
     return found
 
 
+def cgroup_file(pid: int | None, controller: str, name: str) -> str:
+    """The host path of *name* in the cgroup of *controller* that *pid* is in (its
+    container's payload cgroup, for a container's process), on cgroup v1 or v2."""
+    from lxactors._limits import host_layout
+
+    assert pid, "no pid: the container is not running"
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+        lines = [line.rstrip("\n").split(":", 2) for line in f]
+    if controller in host_layout().v1:
+        for _, ctrls, path in lines:
+            if controller in ctrls.split(","):
+                return os.path.join("/sys/fs/cgroup", ctrls, path.lstrip("/"), name)
+        raise AssertionError(f"{pid} is in no {controller} cgroup")
+    path = next(p for n, _, p in lines if n == "0")
+    root = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+    return os.path.join(root, path.lstrip("/"), name)
+
+
 @contextmanager
 def made_bridge(prefix: str, address: str | None = None) -> Iterator[str]:
     """A Linux bridge made for the test (``PREFIX<pid>``), up, with *address*; deleted after."""

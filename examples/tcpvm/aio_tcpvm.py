@@ -28,6 +28,9 @@ from lxactors import aio
 log = logging.getLogger("aio_tcpvm")
 
 Address = tuple[str, int]
+#: Every client is bounded unless spawn_options say otherwise (``"limits": None``): as
+#: lxactors tcpvm's defaults (see the README's security section).
+DEFAULT_LIMITS = lxactors.Limits(pids=256, memory="256M", cpu=1.0, disk="128M")
 
 
 class AioTcpVm:
@@ -41,6 +44,9 @@ class AioTcpVm:
         for bad in ("name", "owner"):
             if bad in options:
                 raise ValueError(f"spawn_options must not set {bad!r}: each client gets its own")
+        # The disk bound is for overlay clones of the base, not template-made containers.
+        options.setdefault("limits", DEFAULT_LIMITS.replace(disk=None) if options.get("create")
+                           else DEFAULT_LIMITS)
         self.listen = listen
         self.max_clients = max_clients
         self.spawn_options = options

@@ -12,7 +12,9 @@ For applications built on it (``lxactors.apps``: the command, tcpvm, imc):
 builds the cached base ahead of the first spawn (:func:`base_name` names it),
 :func:`random_name` and :func:`resolve_userns` are spawn's own, and
 :class:`Owner` / :func:`as_owner` / :class:`FlowWindow` deliver messages of
-one's own to an owner the way the console does.
+one's own to an owner the way the console does; :class:`Limits` bounds what a
+container may take (``spawn(limits=...)``) and :func:`limit_events` says how
+often it met them.
 
 Names are imported on first use, so that ``lxactors`` (the command) can say
 in one line that liblxc is missing instead of failing in this import.
@@ -25,10 +27,20 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lxactors._api import ContainerRef, console, container, exit, send, spawn, type
+    from lxactors._api import (
+        ContainerRef,
+        console,
+        container,
+        exit,
+        limit_events,
+        send,
+        spawn,
+        type,
+    )
     from lxactors._base import base_name, ensure_base
     from lxactors._console import Console
     from lxactors._errors import ContainerClosedError, HelperError, LxcError, LxcTimeoutError
+    from lxactors._limits import Limits
     from lxactors._messages import (
         ConsoleOutput,
         ContainerExited,
@@ -53,6 +65,7 @@ _EXPORTS = {
     "GaveUp": "lxactors._messages",
     "HelperError": "lxactors._errors",
     "IdMap": "lxactors._userns",
+    "Limits": "lxactors._limits",
     "LxcError": "lxactors._errors",
     "LxcTimeoutError": "lxactors._errors",
     "Mailbox": "lxactors._owner",
@@ -65,6 +78,7 @@ _EXPORTS = {
     "console": "lxactors._api",
     "ensure_base": "lxactors._base",
     "exit": "lxactors._api",
+    "limit_events": "lxactors._api",
     "random_name": "lxactors._options",
     "resolve_userns": "lxactors._userns",
     "send": "lxactors._api",
@@ -84,6 +98,7 @@ __all__ = [
     "GaveUp",
     "HelperError",
     "IdMap",
+    "Limits",
     "LxcError",
     "LxcTimeoutError",
     "Mailbox",
@@ -96,6 +111,7 @@ __all__ = [
     "console",
     "ensure_base",
     "exit",
+    "limit_events",
     "random_name",
     "resolve_userns",
     "send",

@@ -24,6 +24,8 @@ from lxactors._console import Console, hub
 from lxactors._errors import LxcError
 from lxactors._exits import exit_message, init_running
 from lxactors._helperclient import Helper, helper
+from lxactors._layer import bound_layer
+from lxactors._limits import host_layout, limit_config
 from lxactors._messages import ConsoleOutput, ContainerExited, ContainerRestarted, GaveUp
 from lxactors._monitor import MonitorWatch
 from lxactors._options import SpawnOptions
@@ -101,6 +103,8 @@ class ContainerActor(pykka.ThreadingActor):
                                                         helper=self._helper)
                 self._created = True
                 self._configure(h)
+                if o.limits is not None and o.limits.disk is not None:
+                    bound_layer(h, o.limits.disk)
             else:
                 self._configure(h)
                 for key, value in o.userns.config if o.userns else ():
@@ -122,6 +126,11 @@ class ContainerActor(pykka.ThreadingActor):
             rootfs = h.get_config_item("lxc.rootfs.path")
             apply_chroot(self.name, rootfs_dir(rootfs), o.chroot, _base.root_owner(h),
                          lower_dir(rootfs))
+        if o.limits is not None:
+            # In the config, not set once running: liblxc writes them before
+            # init runs, so nothing in the container starts unbounded.
+            for key, value in limit_config(o.limits, host_layout()):
+                h.set_config_item(key, value)
         self._start()
 
     def _check_userns(self, h: Container, changed: str | None = None) -> None:

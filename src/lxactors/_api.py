@@ -14,6 +14,7 @@ import pykka
 from lxactors._actor import ContainerActor
 from lxactors._console import Console
 from lxactors._errors import LxcError
+from lxactors._limits import host_layout, parse_events
 from lxactors._messages import ContainerExited, Message
 from lxactors._options import parse_options
 from lxactors._owner import Mailbox, Owner, as_owner
@@ -22,7 +23,8 @@ from lxactors._supervisor import Entry, supervisor
 from lxactors._validate import check_timeout
 from lxactors.liblxc import Container, default_lxcpath
 
-__all__ = ["ContainerRef", "spawn", "exit", "send", "type", "container", "console"]
+__all__ = ["ContainerRef", "spawn", "exit", "send", "type", "container", "console",
+           "limit_events"]
 
 #: Seconds to wait for the container actor to answer a call.
 CALL_TIMEOUT = 120.0
@@ -103,7 +105,8 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
     (its root is an unprivileged host uid from root's range in /etc/subuid),
     a ``range`` or ``(start, count)`` chooses the host ids, False runs it
     without.  Unnamed containers default to True, named ones to False.
-    See the README for each.
+    ``limits``: a :class:`Limits` (processes, memory, CPU, writable layer),
+    None for none (the default).  See the README for each.
 
     *owner* is who gets the messages: a pykka ``ActorRef``, a
     :class:`Mailbox`, or None for the calling actor (or, from plain code, a
@@ -239,6 +242,21 @@ def console(ref: ContainerRef) -> Console:
     if con is None:
         raise LxcError(ref.name, "console", "the container has no console")
     return cast(Console, con)
+
+
+def limit_events(ref: ContainerRef) -> dict[str, int]:
+    """How often the running container met its limits: ``{"pids": forks refused,
+    "oom_kills": processes killed at the memory bound, "cpu_throttled": periods
+    held back}``, read from its cgroup (a server logs it when a client leaves)."""
+    _check_ref(ref)
+
+    def read(item: str) -> str | None:
+        try:
+            return cast(str, ref._ask("call", "get_cgroup_item", (item,), {}))
+        except LxcError:
+            return None
+
+    return parse_events(read, host_layout())
 
 
 def _seconds(timeout: object) -> float:

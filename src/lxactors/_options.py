@@ -12,6 +12,7 @@ from typing import Any
 from lxactors import _validate as v
 from lxactors._chroot import ChrootSpec, parse_chroot
 from lxactors._console import DEFAULT_WINDOW
+from lxactors._limits import Limits, host_layout, limit_config, parse_limits
 from lxactors._policy import Type, check_type
 from lxactors._userns import IdMap, reach_problem, resolve_userns
 
@@ -55,6 +56,8 @@ class SpawnOptions:
     #: The user namespace's id mapping (None: none).  parse_options fills
     #: it in: unnamed containers get root's range unless told otherwise.
     userns: IdMap | None = None
+    #: What the container may take (None: no bounds); see :class:`Limits`.
+    limits: Limits | None = None
 
     @property
     def console_tty(self) -> int | None:
@@ -186,7 +189,21 @@ def parse_options(name: object, options: Mapping[str, Any]) -> tuple[str, bool, 
     if "timeout" in o:
         o["timeout"] = v.check_timeout(o["timeout"])
     o["userns"] = _userns(o, named)
+    if "limits" in o:
+        o["limits"] = _limits(o["limits"], named or o.get("create") is not None)
     return name, named, SpawnOptions(**o)
+
+
+def _limits(value: object, created: bool) -> Limits | None:
+    """The ``limits`` option, refused here if this host or container cannot hold it."""
+    limits = parse_limits(value)
+    if limits is None:
+        return None
+    limit_config(limits, host_layout())  # ValueError: a controller the host lacks
+    if limits.disk is not None and created:
+        raise ValueError("limits disk bounds the writable layer of an unnamed container "
+                         "(an overlay clone of the base): not of a named or created one")
+    return limits
 
 
 def spawn_options(**options: Any) -> dict[str, Any]:

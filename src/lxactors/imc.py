@@ -10,6 +10,7 @@ from __future__ import annotations
 from lxactors.apps.imc import (
     ALLOWED_DEVICES,
     DEFAULT_BINDS,
+    DEFAULT_LIMITS,
     DEFAULT_WINDOW,
     NS_UID_LOW,
     UID_HIGH,
@@ -29,6 +30,7 @@ from lxactors.apps.imc import (
 __all__ = [
     "ALLOWED_DEVICES",
     "DEFAULT_BINDS",
+    "DEFAULT_LIMITS",
     "DEFAULT_WINDOW",
     "Exited",
     "Imc",

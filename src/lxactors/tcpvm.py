@@ -8,8 +8,10 @@ lxactors.tcpvm import TcpVm, serve`` working, and adds :func:`main`,
 from __future__ import annotations
 
 from lxactors.apps.tcpvm import (
+    DEFAULT_LIMITS,
     DEFAULT_LISTEN,
     DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_PER_ADDRESS,
     Client,
     TcpVm,
     format_address,
@@ -19,8 +21,10 @@ from lxactors.apps.tcpvm import (
 )
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_CLIENTS",
+    "DEFAULT_MAX_PER_ADDRESS",
     "Client",
     "TcpVm",
     "format_address",

@@ -141,6 +141,7 @@ SAMPLES: list[wire.Request] = [
     wire.Mount(**BASE, source="/src", target="/mnt", fstype=None, flags=4096, data=None),
     wire.Migrate(**BASE, cmd=3, directory="/ck", features_to_check=1),
     wire.Console(**BASE, ttynum=-1, escape=1),
+    wire.BoundLayer(**BASE, size=128 << 20),
     wire.Attach(**BASE, argv=[b"echo", b"hi"], env={"A": "b"}, clear_env=True, uid=0, gid=None,
                 groups=[1, 2], cwd="/", namespaces=-1, flags=0, capture=True, input=b"in",
                 timeout=2.5),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from lxactors._ffi import lib
 from lxactors._helper.cgroups import remove_monitor_cgroups
 from lxactors._helper.handle import Handle, log_size, op_error, unlink_symlinked_rootfs
+from lxactors._helper.layer import release_layer
 from lxactors._helper.start import path_without_idmap_tools
 from lxactors._helper.wire import Clone, Destroy, DestroyWithSnapshots, Request, Start, error, ok
 
@@ -163,6 +164,7 @@ class Launcher:
             h = Handle(req)
             try:
                 unlink_symlinked_rootfs(h.c)
+                release_layer(h.c)  # destroy does not cross the bounded layer's mount
             finally:
                 h.close()
             return ([_s(req.op), _s(req.name), _s(req.path), _opt(req.config), _opt(req.log)],

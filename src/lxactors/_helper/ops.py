@@ -15,11 +15,13 @@ from lxactors._ffi import ffi, lib
 from lxactors._helper.attach import op_attach
 from lxactors._helper.cgroups import remove_stale_cgroups
 from lxactors._helper.handle import Handle, c_argv, c_str, unlink_symlinked_rootfs
+from lxactors._helper.layer import op_bound_layer, release_layer
 from lxactors._helper.start import op_start
 from lxactors._helper.wire import (
     AddDeviceNode,
     Attach,
     AttachInterface,
+    BoundLayer,
     Checkpoint,
     Clone,
     Console,
@@ -134,6 +136,7 @@ def op_destroy(req: HandleRequest, fds: list[int], reply: int) -> object:
     """destroy, or destroy_with_snapshots: the op names the member."""
     method = req.op
     h = Handle(req)
+    release_layer(h.c)
     unlink_symlinked_rootfs(h.c)
     if not getattr(h.c, method)(h.c):
         raise h.fail(f"{method} failed")
@@ -255,4 +258,5 @@ OPS: dict[type[Request], Op] = {
     Console: op_console,
     Attach: op_attach,
     RemoveStaleCgroups: op_remove_stale_cgroups,
+    BoundLayer: op_bound_layer,
 }

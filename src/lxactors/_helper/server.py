@@ -27,6 +27,7 @@ import traceback
 from lxactors._ffi import ffi, lib
 from lxactors._helper.handle import OpError, c_str, unlink_symlinked_rootfs
 from lxactors._helper.launcher import Launcher, Pending
+from lxactors._helper.layer import release_layer
 from lxactors._helper.ops import OPS
 from lxactors._helper.wire import (
     MAX_FDS,
@@ -96,6 +97,7 @@ def apply_policies() -> None:
                 c.stop(c)
                 c.wait(c, b"STOPPED", 10)
             if action.destroy and c.is_defined(c):
+                release_layer(c)
                 unlink_symlinked_rootfs(c)
                 c.destroy(c)
         finally:

@@ -33,7 +33,8 @@ from lxactors._policy import check_type
 __all__ = [
     "MAX_FDS", "MAX_FRAME", "MAX_REQUEST", "FrameReader", "Request", "HandleRequest", "WireError",
     "decode_request", "encode_frame", "encode_request", "error", "loads", "ok", "write_frame",
-    "AddDeviceNode", "Attach", "AttachInterface", "Checkpoint", "Clone", "Console", "Create",
+    "AddDeviceNode", "Attach", "AttachInterface", "BoundLayer", "Checkpoint", "Clone", "Console",
+    "Create",
     "Destroy", "DestroyWithSnapshots", "DetachInterface", "Migrate", "Mount", "Register",
     "RemoveDeviceNode", "RemoveStaleCgroups", "Rename", "Restore", "Snapshot", "SnapshotDestroy",
     "SnapshotDestroyAll", "SnapshotRestore", "Start", "Umount", "Unregister",
@@ -380,6 +381,14 @@ class Mount(HandleRequest):
 class Umount(HandleRequest):
     target: str
     flags: int
+
+
+@_op("bound_layer")
+@dataclass(frozen=True, kw_only=True)
+class BoundLayer(HandleRequest):
+    """Put an overlay clone's writable layer on a tmpfs of *size* bytes (``Limits.disk``)."""
+
+    size: int
 
 
 @_op("checkpoint")

@@ -8,7 +8,9 @@ home directory are tmpfs; ``/dev`` holds only the usual character devices
 (and a device cgroup denies the rest); every capability is dropped.  The
 container runs in a user namespace (``userns=False`` turns it off), so even
 its root is an unprivileged uid on the host.  The command runs as a random
-unprivileged uid/gid with no supplementary groups and ``no_new_privs``.
+unprivileged uid/gid with no supplementary groups and ``no_new_privs``,
+within :data:`DEFAULT_LIMITS` unless told otherwise (256 processes, 256 MiB of
+memory counting its two tmpfs, one CPU's time; ``limits=None``: none).
 When it ends the container is destroyed and its root directory removed:
 nothing is left behind.
 
@@ -41,7 +43,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import lxactors
 from lxactors import IdMap, LxcError, LxcTimeoutError, Mailbox, Owner
 from lxactors.apps import marker
-from lxactors.apps.command import UsageError, key_value, say, signals
+from lxactors.apps.command import (
+    UsageError,
+    add_limit_arguments,
+    key_value,
+    limits_from,
+    say,
+    signals,
+)
 
 if TYPE_CHECKING:
     from lxactors import liblxc
@@ -50,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALLOWED_DEVICES",
     "DEFAULT_BINDS",
+    "DEFAULT_LIMITS",
     "DEFAULT_WINDOW",
     "Exited",
     "Imc",
@@ -86,6 +96,9 @@ PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 #: nobody, 65534, which holds every unmapped id).
 UID_LOW, UID_HIGH = 200_000, 2_000_000_000
 NS_UID_LOW = 1000
+#: What each command's container may take unless told otherwise.  Its writable
+#: space is its two tmpfs (``tmpfs_size`` each), counted in the memory.
+DEFAULT_LIMITS = lxactors.Limits(pids=256, memory="256M", cpu=1.0)
 #: Output bytes in flight to an owner that has not processed them (the console's default).
 DEFAULT_WINDOW = lxactors.FlowWindow.DEFAULT_SIZE
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?")
@@ -205,6 +218,7 @@ class _Plan:
     config: list[tuple[str, str] | str]
     chroot: dict[str, list[Any]]
     userns: IdMap | None
+    limits: lxactors.Limits | None
 
 
 def _ids(uid: int | None, gid: int | None, idmap: IdMap | None) -> tuple[int, int]:
@@ -227,7 +241,8 @@ def _ids(uid: int | None, gid: int | None, idmap: IdMap | None) -> tuple[int, in
 def _plan(cmd: Sequence[str], *, path: str | None, uid: int | None, gid: int | None,
           env: Mapping[str, str] | None, binds: Sequence[str], tmpfs_size: str,
           bridge: str | None, address: str | None, gateway: str | None,
-          config: Sequence[tuple[str, str]], hostname: str | None, userns: object) -> _Plan:
+          config: Sequence[tuple[str, str]], hostname: str | None, userns: object,
+          limits: lxactors.Limits | None) -> _Plan:
     if isinstance(cmd, (str, bytes)) or not isinstance(cmd, Sequence) or not cmd:
         raise TypeError("cmd must be a non-empty list of str, such as ['id', '-u']")
     argv = [str(a) if isinstance(a, os.PathLike) else a for a in cmd]
@@ -235,6 +250,11 @@ def _plan(cmd: Sequence[str], *, path: str | None, uid: int | None, gid: int | N
         raise TypeError("cmd must be a list of str without NUL")
     if "=" in argv[0]:
         raise ValueError(f"the program name must not contain '=': {argv[0]!r}")
+    if limits is not None and not isinstance(limits, lxactors.Limits):
+        raise TypeError(f"limits must be an lxactors.Limits or None, not {type(limits).__name__}")
+    if limits is not None and limits.disk is not None:
+        raise ValueError("imc's writable space is its tmpfs /tmp and home: size them with "
+                         "tmpfs_size, not limits disk")
     idmap = lxactors.resolve_userns(userns)
     uid, gid = _ids(uid, gid, idmap)
     size = _size(tmpfs_size)
@@ -307,7 +327,7 @@ def _plan(cmd: Sequence[str], *, path: str | None, uid: int | None, gid: int | N
         ("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
     ]
     return _Plan(name, lxcpath, uid, gid, argv, full, [sleep, "2147483647"], cfg,
-                 {"dir": dirs, "file": files}, idmap)
+                 {"dir": dirs, "file": files}, idmap, limits)
 
 
 def _mounted_under(path: str) -> bool:
@@ -496,7 +516,7 @@ class Imc:
                 plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
                 config=plan.config, create={"template": None}, chroot=plan.chroot,
                 start={"argv": plan.init}, console=False, timeout=boot_timeout,
-                userns=plan.userns or False)
+                userns=plan.userns or False, limits=plan.limits)
         except BaseException:
             _remove_dir(self.container_dir)
             raise
@@ -577,7 +597,7 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
           bridge: str | None = None, address: str | None = None, gateway: str | None = None,
           config: Sequence[tuple[str, str]] = (), hostname: str | None = None,
           window: int = DEFAULT_WINDOW, boot_timeout: float = 60.0,
-          userns: object = True) -> Imc:
+          userns: object = True, limits: lxactors.Limits | None = DEFAULT_LIMITS) -> Imc:
     """Start *cmd* in a new immutable container; return at once.
 
     The owner (a pykka ``ActorRef``, an :class:`lxactors.Mailbox`, or None
@@ -593,7 +613,9 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
     *config*: more ``(key, value)`` liblxc config items.  *userns*: as
     :func:`lxactors.spawn`'s (True: root's range; False: no user namespace,
     the command's uid is then a host uid).  *uid* and *gid* are the ids
-    inside; :attr:`Imc.host_uid` is what the host sees.
+    inside; :attr:`Imc.host_uid` is what the host sees.  *limits*: what
+    the container may take (:data:`DEFAULT_LIMITS`; None: unbounded; no
+    ``disk``: *tmpfs_size* bounds the writable space).
     """
     if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
         raise TypeError("input must be bytes")
@@ -603,7 +625,7 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
         raise ValueError(f"window must be a positive int, not {window!r}")
     plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
                  tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
-                 config=config, hostname=hostname, userns=userns)
+                 config=config, hostname=hostname, userns=userns, limits=limits)
     private = owner is None
     who: Owner = Mailbox() if owner is None else lxactors.as_owner(owner)
     imc = Imc(plan, who, private, window)
@@ -666,6 +688,7 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--hostname", help="the container's hostname (default: its name)")
     p.add_argument("--config", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="more liblxc config items")
+    add_limit_arguments(p, DEFAULT_LIMITS, disk=False)
     p.add_argument("-i", "--stdin", action="store_true",
                    help="feed this command's stdin to CMD (default: /dev/null)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -678,6 +701,7 @@ def _run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("imc needs a command: lxactors imc [options] -- CMD [ARGS...]")
+    limits = limits_from(args)
     data = sys.stdin.buffer.read() if args.stdin else None
     binds = list(DEFAULT_BINDS) + [b for b in args.bind if b not in DEFAULT_BINDS]
     out, err = sys.stdout.buffer, sys.stderr.buffer
@@ -698,7 +722,7 @@ def _run(args: argparse.Namespace) -> int:
                 cwd=args.cwd, input=data, timeout=args.timeout, binds=binds,
                 tmpfs_size=args.tmpfs_size, bridge=args.bridge, address=args.address,
                 gateway=args.gateway, config=list(args.config), hostname=args.hostname,
-                userns=not args.no_userns)
+                userns=not args.no_userns, limits=limits)
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         running.append(imc)

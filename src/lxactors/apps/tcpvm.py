@@ -5,8 +5,18 @@ connects gets a temporary container of its own, its socket wired to the
 container's console: bytes from the client go to the console, console
 output goes to the client.  When the client disconnects the container is
 exited and destroyed; when the container stops the client is disconnected.
-At most ``max_clients`` (default 32) are served at once: one more is told so
-in one line and closed.
+At most ``max_clients`` (default 32) are served at once, at most
+``max_per_address`` (default 8) from one address: one more is told so in
+one line and closed.
+
+Every client is bounded by default (``limits``, :data:`DEFAULT_LIMITS`):
+256 processes, 256 MiB of memory (page cache and tmpfs included), one CPU's
+time, a 128 MiB writable layer (a tmpfs, counted in the memory), so one
+client cannot take the host or the other clients down; ``limits=None``
+turns them off.  A session can also end after ``idle_timeout`` seconds
+without a byte either way, or ``max_session`` seconds in all (both off by
+default).  When a client leaves, one log line says which container it
+had, for how long, why the session ended and which limits it met.
 
 One thread per client owns its container (it reads the container's messages
 and writes them to the socket); a second thread per client reads the
@@ -41,14 +51,26 @@ from typing import TYPE_CHECKING, Any
 
 import lxactors
 from lxactors.apps import marker
-from lxactors.apps.command import UsageError, first_line, key_value, say, signals
+from lxactors.apps.command import (
+    UsageError,
+    add_limit_arguments,
+    count,
+    first_line,
+    key_value,
+    limits_from,
+    say,
+    seconds,
+    signals,
+)
 
 if TYPE_CHECKING:
     from lxactors.apps.command import Subparsers
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_CLIENTS",
+    "DEFAULT_MAX_PER_ADDRESS",
     "Client",
     "TcpVm",
     "format_address",
@@ -61,6 +83,9 @@ log = logging.getLogger("lxactors.tcpvm")
 
 DEFAULT_LISTEN: tuple[str, int] = ("127.0.0.1", 31337)
 DEFAULT_MAX_CLIENTS = 32
+DEFAULT_MAX_PER_ADDRESS = 8
+#: What each client's container may take unless told otherwise (the README's Security section).
+DEFAULT_LIMITS = lxactors.Limits(pids=256, memory="256M", cpu=1.0, disk="128M")
 #: Seconds a stopping server waits for its clients' containers to go.
 STOP_TIMEOUT = 30.0
 #: Where liblxc looks for ``lxc-<name>`` template scripts.
@@ -100,10 +125,16 @@ class Client:
         self.server = server
         self.sock = sock
         self.peer = format_address(addr)
+        self.host: str = addr[0]
         self.ref: lxactors.ContainerRef | None = None
+        self.started = self.active = time.monotonic()
+        #: Why the session ended (the first reason wins), and the limits met by then.
+        self.why: str | None = None
+        self.events: dict[str, int] | None = None
         self.thread = threading.Thread(target=self._run, name=f"tcpvm {self.peer}", daemon=True)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self._exit_lock = threading.Lock()
 
     @property
     def container(self) -> str | None:
@@ -112,8 +143,9 @@ class Client:
     def start(self) -> None:
         self.thread.start()
 
-    def stop(self) -> None:
+    def stop(self, why: str = "server stopping") -> None:
         """Exit the container and disconnect (from any thread; idempotent)."""
+        self._end(why)
         self._stopping.set()
         self._exit_container()
         with contextlib.suppress(OSError):
@@ -128,7 +160,7 @@ class Client:
             try:
                 ref = lxactors.spawn(**self.server.spawn_options)
             except Exception as exc:
-                log.warning("client %s: cannot start a container: %s", self.peer, exc)
+                self._end(f"cannot start a container: {first_line(exc)}")
                 self._say(f"lxactors tcpvm: cannot start a container: {first_line(exc)}")
                 return
             with self._lock:
@@ -141,7 +173,8 @@ class Client:
                                       name=f"tcpvm {self.peer} reader", daemon=True)
             reader.start()
             self._relay(ref)
-        except Exception:
+        except Exception as exc:
+            self._end(f"error: {first_line(exc)}")
             log.exception("client %s", self.peer)
         finally:
             self._exit_container()
@@ -150,24 +183,68 @@ class Client:
             if reader is not None:
                 reader.join(10)
             self.sock.close()
-            log.info("client %s: gone%s", self.peer,
-                     f"; container {self.ref.name} exited" if self.ref else "")
+            log.info("client %s: %s", self.peer, self.summary())
             self.server._done(self)
+
+    def summary(self) -> str:
+        """The log line's text: container, duration, why it ended, the limits it met."""
+        took = time.monotonic() - self.started
+        text = (f"container {self.ref.name}" if self.ref else "no container") + \
+            f", {took:.1f} s, ended: {self.why or 'unknown'}"
+        met = [f"{n} {what}" for what, n in (
+            ("forks refused at pids.max", (self.events or {}).get("pids", 0)),
+            ("killed at the memory bound (OOM)", (self.events or {}).get("oom_kills", 0)),
+            ("CPU periods throttled", (self.events or {}).get("cpu_throttled", 0))) if n]
+        return text + (f"; limits met: {', '.join(met)}" if met else "")
+
+    def _end(self, why: str) -> None:
+        with self._lock:
+            if self.why is None:
+                self.why = why
+
+    def _bound_hit(self, now: float) -> str | None:
+        """The session bound this session has reached, if any."""
+        s = self.server
+        if s.idle_timeout is not None and now - self.active >= s.idle_timeout:
+            return f"idle for {s.idle_timeout:g} s"
+        if s.max_session is not None and now - self.started >= s.max_session:
+            return f"session time limit ({s.max_session:g} s)"
+        return None
+
+    def _next_check(self, now: float) -> float:
+        s = self.server
+        wait = 1.0
+        if s.idle_timeout is not None:
+            wait = min(wait, self.active + s.idle_timeout - now)
+        if s.max_session is not None:
+            wait = min(wait, self.started + s.max_session - now)
+        return max(wait, 0.01)
 
     def _relay(self, ref: lxactors.ContainerRef) -> None:
         while True:
+            now = time.monotonic()
+            hit = self._bound_hit(now)
+            if hit is not None:
+                self._end(hit)
+                self._exit_container()
+                self._say(f"\r\nlxactors tcpvm: {hit}; disconnecting")
+                return
             try:
-                msg = ref.receive(timeout=1.0)
+                msg = ref.receive(timeout=self._next_check(now))
             except queue.Empty:
                 if not ref.alive or self._stopping.is_set():
+                    self._end("container gone")
                     return
                 continue
             if isinstance(msg, lxactors.ConsoleOutput):
+                self.active = time.monotonic()
                 try:
                     self.sock.sendall(msg.data)
                 except OSError:
-                    return  # the client is gone
+                    self._end("client gone")
+                    return
             elif isinstance(msg, lxactors.ContainerExited):
+                self._end(f"container exited ({msg.reason})")
                 return
 
     def _read(self, ref: lxactors.ContainerRef) -> None:
@@ -177,9 +254,11 @@ class Client:
                 try:
                     data = self.sock.recv(65536)
                 except OSError:
-                    break
+                    data = b""
                 if not data:
+                    self._end("client left")
                     break
+                self.active = time.monotonic()
                 try:
                     lxactors.send(ref, data)
                 except lxactors.LxcError:
@@ -191,6 +270,9 @@ class Client:
         with self._lock:
             ref = self.ref
         if ref is not None and ref.alive:
+            with self._exit_lock:
+                if self.events is None:  # read while the container's cgroup is there
+                    self.events = lxactors.limit_events(ref)
             try:
                 lxactors.exit(ref, "kill")
             except lxactors.LxcError as exc:
@@ -213,35 +295,66 @@ class Client:
 
 
 class TcpVm:
-    """The server: ``TcpVm(listen, max_clients, spawn_options)``.
+    """The server: ``TcpVm(listen, max_clients, spawn_options, limits=..., ...)``.
 
     :meth:`bind` (or ``with``) opens the socket; :meth:`serve_forever`
     accepts until :meth:`shutdown`; :meth:`close` exits every container.
     *spawn_options* go to :func:`lxactors.spawn` for every client (``path``,
     ``config``, ``create``...).  Each client's root shell runs in a user
-    namespace unless they say ``userns=False``: see the README's security
-    section before turning it off.
+    namespace unless they say ``userns=False``, and within *limits*
+    (:data:`DEFAULT_LIMITS`; None: unbounded): see the README's security
+    section before turning either off.  *idle_timeout* and *max_session*
+    (seconds, None: off) end a session; *max_per_address* (None: off)
+    bounds the sessions of one client address.
     """
 
     def __init__(self, listen: Address = DEFAULT_LISTEN, max_clients: int = DEFAULT_MAX_CLIENTS,
-                 spawn_options: Mapping[str, Any] | None = None) -> None:
+                 spawn_options: Mapping[str, Any] | None = None, *,
+                 limits: lxactors.Limits | None = DEFAULT_LIMITS,
+                 idle_timeout: float | None = None, max_session: float | None = None,
+                 max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS) -> None:
         if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
             raise ValueError(f"max_clients must be a positive int, not {max_clients!r}")
+        if max_per_address is not None and (isinstance(max_per_address, bool) or not isinstance(
+                max_per_address, int) or max_per_address < 1):
+            raise ValueError(f"max_per_address must be a positive int or None, "
+                             f"not {max_per_address!r}")
+        for what, value in (("idle_timeout", idle_timeout), ("max_session", max_session)):
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not 0 < value < 2**31):
+                raise ValueError(f"{what} must be a positive number of seconds or None, "
+                                 f"not {value!r}")
+        if limits is not None and not isinstance(limits, lxactors.Limits):
+            raise TypeError(f"limits must be an lxactors.Limits or None, "
+                            f"not {type(limits).__name__}")
         options = dict(spawn_options or {})
         for bad in ("name", "owner"):
             if bad in options:
                 raise ValueError(f"spawn_options must not set {bad!r}: each client gets its own")
+        if "limits" in options:
+            raise ValueError("give the limits as TcpVm(limits=...), not in spawn_options")
+        if limits is not None:
+            if limits.disk is not None and options.get("create") is not None:
+                log.warning("containers made by a template get no disk bound (it bounds "
+                            "overlay clones of the cached base); the others hold")
+                limits = limits.replace(disk=None)
+            options["limits"] = limits
         # Check the options now, not once per client; the user namespace
         # (on unless spawn_options say userns=False) is resolved once too.
         options = lxactors.spawn_options(**options)
         self.userns: lxactors.IdMap | None = options["userns"] or None
         self.listen = listen
         self.max_clients = max_clients
+        self.limits = limits
+        self.idle_timeout = None if idle_timeout is None else float(idle_timeout)
+        self.max_session = None if max_session is None else float(max_session)
+        self.max_per_address = max_per_address
         self.spawn_options = options
         self.refusal = (f"lxactors tcpvm: too many clients (at most {max_clients}); "
                         "try again later\r\n").encode()
         self._sock: socket.socket | None = None
         self._clients: set[Client] = set()
+        self._per_address: dict[str, int] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -301,18 +414,26 @@ class TcpVm:
                 self._stop.wait(0.1)  # out of resources: let clients finish
             return
         with self._lock:
-            full = len(self._clients) >= self.max_clients
-            if not full:
+            refusal: bytes | None = None
+            if len(self._clients) >= self.max_clients:
+                refusal, why = self.refusal, f"{self.max_clients} clients"
+            elif self.max_per_address is not None and \
+                    self._per_address.get(addr[0], 0) >= self.max_per_address:
+                refusal = (f"lxactors tcpvm: too many sessions from your address (at most "
+                           f"{self.max_per_address}); try again later\r\n").encode()
+                why = f"{self.max_per_address} sessions from {addr[0]}"
+            else:
                 conn.setblocking(True)
                 client = Client(self, conn, addr)
                 self._clients.add(client)
+                self._per_address[client.host] = self._per_address.get(client.host, 0) + 1
                 self.served += 1
-        if full:
+        if refusal is not None:
             self.refused += 1
-            log.info("client %s: refused (%d clients)", format_address(addr), self.max_clients)
+            log.info("client %s: refused (%s)", format_address(addr), why)
             with contextlib.suppress(OSError):
                 conn.setblocking(False)
-                conn.send(self.refusal)
+                conn.send(refusal)
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
             return
@@ -329,7 +450,11 @@ class TcpVm:
 
     def _done(self, client: Client) -> None:
         with self._lock:
-            self._clients.discard(client)
+            if client in self._clients:
+                self._clients.discard(client)
+                left = self._per_address.pop(client.host, 1) - 1
+                if left > 0:
+                    self._per_address[client.host] = left
             self._idle.notify_all()
 
     def shutdown(self) -> None:
@@ -368,14 +493,16 @@ class TcpVm:
 
 def serve(listen: Address = DEFAULT_LISTEN, max_clients: int = DEFAULT_MAX_CLIENTS,
           spawn_options: Mapping[str, Any] | None = None,
-          ready: Callable[[TcpVm], None] | None = None) -> None:
+          ready: Callable[[TcpVm], None] | None = None, **bounds: Any) -> None:
     """Run a :class:`TcpVm` until it is shut down; every container is exited after.
 
     *ready* is called with the bound server (its ``address``, ``shutdown()``)
     before the first accept.  Call it from the main thread to stop on
     SIGINT/SIGTERM with :func:`main`, or call ``server.shutdown()``.
+    *bounds* are TcpVm's ``limits``, ``idle_timeout``, ``max_session``,
+    ``max_per_address``.
     """
-    with TcpVm(listen, max_clients, spawn_options) as server:
+    with TcpVm(listen, max_clients, spawn_options, **bounds) as server:
         if ready is not None:
             ready(server)
         server.serve_forever()
@@ -403,6 +530,15 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--no-userns", action="store_true",
                    help="give clients the host's root, not a user namespace's (see the "
                    "README's security section first)")
+    add_limit_arguments(p, DEFAULT_LIMITS)
+    g = p.add_argument_group("sessions ('none' turns one off)")
+    g.add_argument("--idle-timeout", type=seconds, default=None, metavar="SECONDS",
+                   help="end a session after this long without a byte either way (default none)")
+    g.add_argument("--max-session", type=seconds, default=None, metavar="SECONDS",
+                   help="end a session after this long (default none)")
+    g.add_argument("--max-per-address", type=count, default=DEFAULT_MAX_PER_ADDRESS,
+                   metavar="N", help="sessions at once from one client address "
+                   f"(default {DEFAULT_MAX_PER_ADDRESS})")
     p.set_defaults(run=_run, log=(log.name,))
 
 
@@ -423,8 +559,11 @@ def _run(args: argparse.Namespace) -> int:
         options["create"] = {"template": args.template}
     if args.no_userns:
         options["userns"] = False
+    limits = limits_from(args)
     try:
-        server = TcpVm(listen, args.max_clients, options)
+        server = TcpVm(listen, args.max_clients, options, limits=limits,
+                       idle_timeout=args.idle_timeout, max_session=args.max_session,
+                       max_per_address=args.max_per_address)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     try:
@@ -445,7 +584,8 @@ def _run(args: argparse.Namespace) -> int:
                 lxactors.ensure_base(options.get("path"), server.userns, progress=True)
             host, port = server.address
             say(f"tcpvm listening on {format_address(server.address)} "
-                f"(at most {args.max_clients} clients); try: lxactors connect {host}:{port}")
+                f"(at most {args.max_clients} clients; each: {limits or 'no limits'}); "
+                f"try: lxactors connect {host}:{port}")
             server.serve_forever()
     finally:
         n = server.close()
