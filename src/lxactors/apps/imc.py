@@ -85,6 +85,7 @@ PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 #: namespace), or from [NS_UID_LOW, the mapped count - 2) (with one: below
 #: nobody, 65534, which holds every unmapped id).
 UID_LOW, UID_HIGH = 200_000, 2_000_000_000
+#: The lowest uid/gid drawn inside a user namespace (above the image's system ids).
 NS_UID_LOW = 1000
 #: Output bytes in flight to an owner that has not processed them (the console's default).
 DEFAULT_WINDOW = lxactors.FlowWindow.DEFAULT_SIZE
@@ -138,6 +139,7 @@ class Exited:
         return f"imc {self.container!r} exited ({how}{extra})"
 
 
+#: What an imc command's owner receives: :class:`Stdout`, :class:`Stderr`, then one :class:`Exited`.
 ImcMessage = Stdout | Stderr | Exited
 
 
