@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(HERE, "_ext"))
 
 project = "lxactors"
 author = "the lxactors authors"
-copyright = "lxactors authors"  # noqa: A001 - Sphinx's name
+copyright = "lxactors authors"
 
 extensions = [
     "sphinx.ext.autodoc",
