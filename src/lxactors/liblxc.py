@@ -260,10 +260,12 @@ class Container:
 
     @property
     def name(self) -> str:
+        """The container's name (it follows :meth:`rename`)."""
         return self._name
 
     @property
     def closed(self) -> bool:
+        """Has :meth:`close` released the liblxc handle?"""
         return self._c is None
 
     def close(self) -> None:
@@ -294,25 +296,30 @@ class Container:
 
     @property
     def error_num(self) -> int:
+        """liblxc's last error number (the handle's ``error_num`` field)."""
         return int(self._handle().error_num)
 
     @property
     def daemonize(self) -> bool:
+        """Will :meth:`start` daemonize the container (see :meth:`want_daemonize`)?"""
         return self._daemonize
 
     # ------------------------------------------------------------ state
 
     def is_defined(self) -> bool:
+        """Does the container exist (a config file in its lxcpath)?  Also ``defined``."""
         return bool(self._call("is_defined"))
 
     defined = is_defined
 
     def is_running(self) -> bool:
+        """Is the container running (its monitor answers)?  Also ``running``."""
         return bool(self._call("is_running"))
 
     running = is_running
 
     def state(self) -> str:
+        """The container's state: ``STOPPED``, ``RUNNING``, ``FROZEN``... (see :func:`get_wait_states`)."""
         s = from_c(self._call("state"))
         return s or "STOPPED"
 
@@ -340,32 +347,40 @@ class Container:
         return bool(self._call("wait", raw, -1 if t < 0 else math.ceil(t)))
 
     def may_control(self) -> bool:
+        """May the caller control the container (False: its monitor's socket is there and refuses us)?"""
         return bool(self._call("may_control"))
 
     def freeze(self) -> None:
+        """Freeze every process of the container (the freezer cgroup); LxcError if it cannot."""
         self._check("freeze", self._call("freeze"))
 
     def unfreeze(self) -> None:
+        """Thaw a frozen container."""
         self._check("unfreeze", self._call("unfreeze"))
 
     # ------------------------------------------------------------ config
 
     def config_file_name(self) -> str | None:
+        """The path of the container's config file (None: liblxc cannot name it)."""
         return take_string(self._call("config_file_name"))
 
     def get_config_path(self) -> str:
+        """The lxcpath this handle looks in (the directory holding containers)."""
         return from_c(self._call("get_config_path")) or ""
 
     def set_config_path(self, path: str | os.PathLike[str]) -> None:
+        """Look for the container in another lxcpath from now on."""
         raw = v.check_path(path, "lxcpath")
         self._check("set_config_path", self._call("set_config_path", raw))
 
     def load_config(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Load a config file into the handle (None: the container's own)."""
         raw = None if path is None else v.check_path(path, "config file")
         self._check("load_config", self._call("load_config", _c_str(raw)))
         self._attach_log()
 
     def save_config(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Write the handle's config to *path* (None: the container's own config file)."""
         raw = None if path is None else v.check_path(path, "config file")
         self._check("save_config", self._call("save_config", _c_str(raw)))
         written = raw.decode("utf-8", "surrogateescape") if raw else self.config_file_name()
@@ -389,21 +404,25 @@ class Container:
         return text.removesuffix("\n")
 
     def set_config_item(self, key: str, value: str) -> None:
+        """Set *key* in the handle (a list key gets one more value); :meth:`save_config` keeps it."""
         rk, rv = v.check_key(key), v.check_value(value)
         self._check(f"set_config_item {key}", self._call("set_config_item", rk, rv))
 
     def clear_config_item(self, key: str) -> None:
+        """Clear config *key* (for a list key, every value) in the handle."""
         rk = v.check_key(key)
         self._check(f"clear_config_item {key}", self._call("clear_config_item", rk))
         if key in ("lxc.log.file", "lxc.log") or key.startswith("lxc.log.file"):
             self._own_log = False
 
     def clear_config(self) -> None:
+        """Drop the whole config of the handle (before a :meth:`load_config` of another)."""
         self._call("clear_config")
         self._own_log = False
         self._attach_log()
 
     def get_running_config_item(self, key: str) -> str | None:
+        """The value of *key* in the running container's monitor (None: unset, or not running)."""
         raw = v.check_key(key)
         return take_string(self._call("get_running_config_item", raw))
 
@@ -420,6 +439,7 @@ class Container:
         return [k for k in text.split("\n") if k]
 
     def get_cgroup_item(self, key: str) -> str:
+        """Read a cgroup file of the running container (such as ``pids.max``)."""
         raw = v.check_key(key, "cgroup key")
         c = self._handle()
         n = c.get_cgroup_item(c, raw, NULL, 0)
@@ -430,16 +450,19 @@ class Container:
         return ffi.string(buf).decode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
 
     def set_cgroup_item(self, key: str, value: str) -> None:
+        """Write a cgroup file of the running container (such as ``memory.max``)."""
         rk, rv = v.check_key(key, "cgroup key"), v.check_value(value, "cgroup value")
         self._check(f"set_cgroup_item {key}", self._call("set_cgroup_item", rk, rv))
 
     def want_daemonize(self, state: bool = True) -> None:
+        """Should :meth:`start` daemonize (default True; False: the seed's ``nodaemonize``)?"""
         if not isinstance(state, bool):
             raise TypeError("want_daemonize takes a bool")
         self._daemonize = state
         self._call("want_daemonize", state)
 
     def want_close_all_fds(self, state: bool = True) -> None:
+        """Should :meth:`start` close inherited fds (default True: none reaches the container)?"""
         if not isinstance(state, bool):
             raise TypeError("want_close_all_fds takes a bool")
         self._close_all_fds = state
