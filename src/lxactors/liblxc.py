@@ -499,6 +499,7 @@ class Container:
 
     def createl(self, template: str | None, *argv: str, bdevtype: str | None = None,
                 flags: int = 0) -> None:
+        """``create(template, bdevtype, None, flags, argv)`` with the template's arguments inline."""
         self.create(template, bdevtype, None, flags, argv)
 
     def start(self, useinit: bool | int = False, argv: Iterable[str] | None = None,
@@ -519,6 +520,7 @@ class Container:
         return None if pid is None else int(pid)
 
     def startl(self, *argv: str, useinit: bool = False) -> int | None:
+        """``start(useinit, argv)`` with init's argv inline (none: the default init)."""
         return self.start(useinit, list(argv) or None)
 
     def stop(self) -> None:
@@ -535,6 +537,7 @@ class Container:
         return ok
 
     def reboot(self) -> None:
+        """Ask init to reboot (SIGINT, or ``lxc.signal.reboot``) without waiting."""
         self._check("reboot", self._call("reboot"))
 
     def reboot2(self, timeout: float = 30) -> bool:
@@ -548,6 +551,7 @@ class Container:
         self._reload()
 
     def destroy_with_snapshots(self) -> None:
+        """Delete the (stopped) container and every snapshot of it."""
         self._via_helper(wire.DestroyWithSnapshots)
         self._reload()
 
@@ -588,6 +592,7 @@ class Container:
         return int(self._via_helper(wire.Snapshot, commentfile=_path_arg(commentfile, "comment file")))
 
     def snapshot_list(self) -> list[Snapshot]:
+        """The container's snapshots, as :class:`Snapshot` records."""
         c = self._handle()
         out = ffi.new("struct lxc_snapshot **")
         n = c.snapshot_list(c, out)
@@ -606,6 +611,7 @@ class Container:
         return snaps
 
     def snapshot_restore(self, snapname: str, newname: str | None = None) -> None:
+        """Restore snapshot *snapname* as a copy named *newname* (None: replace this container)."""
         v.check_name(snapname, "snapshot name")
         if newname is not None:
             v.check_name(newname, "new name")
@@ -614,39 +620,47 @@ class Container:
             self._reload()
 
     def snapshot_destroy(self, snapname: str) -> None:
+        """Delete snapshot *snapname*."""
         v.check_name(snapname, "snapshot name")
         self._via_helper(wire.SnapshotDestroy, snapname=snapname)
 
     def snapshot_destroy_all(self) -> None:
+        """Delete every snapshot of the container."""
         self._via_helper(wire.SnapshotDestroyAll)
 
     # ------------------------------------------------------------ devices, network, mounts
 
     def add_device_node(self, src_path: str, dest_path: str | None = None) -> None:
+        """Make host device *src_path* usable in the running container (at *dest_path*, or the same path)."""
         self._via_helper(wire.AddDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def remove_device_node(self, src_path: str, dest_path: str | None = None) -> None:
+        """Remove a device added with :meth:`add_device_node`."""
         self._via_helper(wire.RemoveDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def attach_interface(self, dev: str, dst_dev: str | None = None) -> None:
+        """Move host network device *dev* into the running container (named *dst_dev* there)."""
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
         self._via_helper(wire.AttachInterface, dev=dev, dst_dev=dst_dev)
 
     def detach_interface(self, dev: str, dst_dev: str | None = None) -> None:
+        """Move network device *dev* of the running container back to the host (named *dst_dev*)."""
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
         self._via_helper(wire.DetachInterface, dev=dev, dst_dev=dst_dev)
 
     def get_interfaces(self) -> list[str]:
+        """The network interfaces inside the running container."""
         return take_string_array(self._call("get_interfaces"))
 
     def get_ips(self, interface: str | None = None, family: str | None = None,
                 scope: int = 0) -> list[str]:
+        """The running container's addresses (on *interface*, of *family* ``inet``/``inet6``, *scope*)."""
         i = None if interface is None else v.check_name(interface, "interface")
         if family not in (None, "inet", "inet6"):
             raise ValueError(f"family must be None, 'inet' or 'inet6', not {family!r}")
@@ -665,6 +679,7 @@ class Container:
                          data=None if data is None else v.check_text(data, "mount data").decode())
 
     def umount(self, target: str, mountflags: int = 0) -> None:
+        """Unmount *target* inside the running container."""
         self._via_helper(wire.Umount, snapshot=True, target=_required_path(target, "target"),
                          flags=v.check_int(mountflags, "mountflags", low=0, high=2**31 - 1))
 
@@ -766,6 +781,7 @@ class Container:
         return AttachResult(r["status"], r["stdout"], r["stderr"], r["timed_out"])
 
     def attach_run_waitl(self, program: str, *args: str, **kw: Any) -> AttachResult:
+        """``attach_run_wait([program, *args], **kw)``."""
         return self.attach_run_wait([program, *args], **kw)
 
     def attach(self, argv: Iterable[str], *, stdin: int | None = None,
@@ -794,10 +810,12 @@ class Container:
     # ------------------------------------------------------------ checkpoint/restore
 
     def checkpoint(self, directory: str, stop: bool = False, verbose: bool = False) -> None:
+        """Dump the running container with CRIU into *directory* (*stop*: stop it after)."""
         self._via_helper(wire.Checkpoint, directory=_required_path(directory, "directory"),
                          stop=bool(stop), verbose=bool(verbose))
 
     def restore(self, directory: str, verbose: bool = False) -> None:
+        """Start the container again from a CRIU dump in *directory*."""
         self._via_helper(wire.Restore, directory=_required_path(directory, "directory"),
                          verbose=bool(verbose))
 
@@ -809,12 +827,14 @@ class Container:
     # ------------------------------------------------------------ seccomp, devpts
 
     def seccomp_notify_fd(self) -> int:
+        """The fd of the container's seccomp notify listener (``lxc.seccomp.notify``)."""
         fd = int(self._call("seccomp_notify_fd"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd", "no seccomp notify fd (no notify policy?)")
         return fd
 
     def seccomp_notify_fd_active(self) -> int:
+        """The seccomp notify fd of the running container, asked of its monitor."""
         fd = int(self._call("seccomp_notify_fd_active"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd_active", "no active seccomp notify fd")
