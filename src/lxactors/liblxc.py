@@ -57,14 +57,23 @@ __all__ = [
     "ATTACH_REMOUNT_PROC_SYS",
 ]
 
+#: :meth:`Container.clone` flag: keep the hostname (``lxc.uts.name``) of the original.
 CLONE_KEEPNAME: int = lib.LXC_CLONE_KEEPNAME
+#: :meth:`Container.clone` flag: keep the MAC addresses (new random ones otherwise).
 CLONE_KEEPMACADDR: int = lib.LXC_CLONE_KEEPMACADDR
+#: :meth:`Container.clone` flag: a copy-on-write snapshot (overlay, btrfs...) instead of a copy.
 CLONE_SNAPSHOT: int = lib.LXC_CLONE_SNAPSHOT
+#: :meth:`Container.clone` flag: the clone's storage of the original's type.
 CLONE_KEEPBDEVTYPE: int = lib.LXC_CLONE_KEEPBDEVTYPE
+#: :meth:`Container.clone` flag: snapshot where the storage can, else copy.
 CLONE_MAYBE_SNAPSHOT: int = lib.LXC_CLONE_MAYBE_SNAPSHOT
+#: :meth:`Container.clone` flag: clone a running container (its files may change meanwhile).
 CLONE_ALLOW_RUNNING: int = lib.LXC_CLONE_ALLOW_RUNNING
+#: :meth:`Container.create` flag: the template's output is not shown.
 CREATE_QUIET: int = lib.LXC_CREATE_QUIET
+#: :meth:`Container.attach` flag: ``no_new_privs`` for the command (no setuid gains).
 ATTACH_NO_NEW_PRIVS: int = lib.LXC_ATTACH_NO_NEW_PRIVS
+#: :meth:`Container.attach` flag: remount /proc and /sys for the command's namespaces.
 ATTACH_REMOUNT_PROC_SYS: int = lib.LXC_ATTACH_REMOUNT_PROC_SYS
 
 _BDEV_SPEC_FIELDS = frozenset(
@@ -85,6 +94,8 @@ class AttachResult:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One snapshot from :meth:`Container.snapshot_list` (``snapN``, its comment file, when, where)."""
+
     name: str
     comment_pathname: str | None
     timestamp: str | None
@@ -103,6 +114,7 @@ class ConsoleFd:
         self.ttynum, self.fd, self.ptx = ttynum, fd, ptx
 
     def close(self) -> None:
+        """Close both fds (the tty is then free for another console)."""
         for attr in ("ptx", "fd"):
             fd = getattr(self, attr)
             if fd >= 0:
@@ -136,6 +148,7 @@ class Attached:
         return self._result.status
 
     def close(self) -> None:
+        """Stop waiting for the command: close the reply pipe from the helper."""
         self._reply.close()
 
 
@@ -866,18 +879,22 @@ def list_defined_containers(path: str | os.PathLike[str] | None = None) -> list[
 
 
 def list_active_containers(path: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the running containers in *path* (None: the default lxcpath)."""
     return _list(lib.list_active_containers, path)
 
 
 def list_all_containers(path: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the containers in *path* that are defined or running."""
     return _list(lib.list_all_containers, path)
 
 
 def get_version() -> str:
+    """liblxc's version, such as ``5.0.2``."""
     return from_c(lib.lxc_get_version()) or ""
 
 
 def get_global_config_item(key: str) -> str | None:
+    """A key of liblxc's global config (``lxc.lxcpath``, ``lxc.default_config``...); None if unset."""
     return from_c(lib.lxc_get_global_config_item(v.check_key(key)))
 
 
@@ -890,6 +907,7 @@ _wait_states: tuple[str, ...] = ()
 
 
 def get_wait_states() -> tuple[str, ...]:
+    """The state names :meth:`Container.wait` and :meth:`Container.state` use."""
     global _wait_states
     if not _wait_states:
         n = lib.lxc_get_wait_states(NULL)
@@ -900,10 +918,12 @@ def get_wait_states() -> tuple[str, ...]:
 
 
 def config_item_is_supported(key: str) -> bool:
+    """Does this liblxc know config key *key*?"""
     return bool(lib.lxc_config_item_is_supported(v.check_key(key)))
 
 
 def has_api_extension(extension: str) -> bool:
+    """Does this liblxc have API extension *extension* (such as ``mount_injection_file``)?"""
     return bool(lib.lxc_has_api_extension(v.check_text(extension, "extension", allow_newline=False)))
 
 
@@ -927,4 +947,5 @@ def log_init(file: str | None = None, level: str = "ERROR", prefix: str = "lxact
 
 
 def log_close() -> None:
+    """Close liblxc's process-wide log opened by :func:`log_init`."""
     lib.lxc_log_close()
