@@ -3,8 +3,9 @@
 ``./go test`` builds the real docs with ``-n -W``; these show that the build
 would fail for what it must refuse: a public name without a docstring (a
 dataclass's generated one and a bare constant count as none), a public name
-in no page, an undocumented public member of the checked class; and that an
-included README's repository links are pointed at pages, downloads and anchors.
+in no page, an undocumented public member of the checked class; and that the
+repository links of an included README or a guide in docs/ are pointed at
+pages, downloads and anchors.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def _build(tmp_path: Path) -> tuple[int, str, Path]:
     (src / "index.rst").write_text(textwrap.dedent(INDEX))
     (src / "readme.md").write_text("```{include} ../README.md\n```\n")
     (src / "example.md").write_text("```{include} ../examples/x/README.md\n```\n")
-    (src / "other.md").write_text("# Other\n\n## Part\n\ntext\n")
+    (src / "other.md").write_text("# Other\n\n## Part\n\n[up](../README.md#security), "
+                                  "[the folder](../examples/x/), [a file](../examples/x/run.py)\n")
     (repo / "README.md").write_text(README)
     (repo / "examples" / "x" / "README.md").write_text("# Example\n\n[back](../../README.md#security)\n")
     (repo / "examples" / "x" / "run.py").write_text("print('hi')\n")
@@ -183,3 +185,12 @@ def test_included_readme_links_point_at_pages(build: tuple[int, str, Path]) -> N
     assert "_downloads/" in readme and (next(out.glob("_downloads/*/run.py"))).exists()
     example = (out / "example.html").read_text()
     assert 'href="readme.html#security"' in example
+
+
+def test_guide_links_out_of_docs(build: tuple[int, str, Path]) -> None:
+    _, stderr, out = build
+    assert "xref_missing" not in stderr, stderr
+    other = (out / "other.html").read_text()
+    assert 'href="readme.html#security"' in other
+    assert "the folder" in other  # a folder has no page: its name stays, unlinked
+    assert other.count("_downloads/") == 1, other

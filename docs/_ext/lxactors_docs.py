@@ -53,7 +53,7 @@ MEMBERS_OF = "lxactors.liblxc.Container"
 #: Repository Markdown files included as pages: path -> docname.
 INCLUDED = {"README.md": "readme", "examples/tcpvm/README.md": "examples-tcpvm",
             "examples/imc/README.md": "examples-imc"}
-_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 
 
 def _attr_docs(modname: str) -> dict[tuple[str, str], list[str]]:
@@ -146,35 +146,47 @@ def fill_data_doc(app: Sphinx, what: str, name: str, obj: Any, options: Any,
         lines[:] = doc.splitlines() + [""]
 
 
-def rewrite_links(app: Sphinx, relative_path: Any, parent_docname: str,
-                  content: list[str]) -> None:
+def _rewrite(repo: str, path: str, page: str, parent: str, text: str) -> str:
+    """*text* of repository file *path* (shown in *parent*) with its links made to work here."""
+    here = posixpath.dirname(path)
+
+    def link(match: re.Match[str]) -> str:
+        label, target = match.group(1), match.group(2)
+        if "://" in target or target.startswith("mailto:"):
+            return match.group(0)
+        file, _, anchor = target.partition("#")
+        hash_ = f"#{anchor}" if anchor else ""
+        if not file:
+            return f"[{label}](/{page}.md{hash_})" if parent != page else match.group(0)
+        where = posixpath.normpath(posixpath.join(here, file))
+        if where in INCLUDED:
+            return f"[{label}](/{INCLUDED[where]}.md{hash_})"
+        if os.path.isdir(os.path.join(repo, where)):
+            return label  # a folder: no page, no download; its name stays
+        if where.startswith("docs/") and where.endswith(".md"):
+            return f"[{label}](/{where[len('docs/'):]}{hash_})"
+        return f"[{label}]({posixpath.relpath(where, 'docs')}{hash_})"  # a download
+
+    return _LINK.sub(link, text)
+
+
+def rewrite_included(app: Sphinx, relative_path: Any, parent_docname: str,
+                     content: list[str]) -> None:
     """Point an included file's repository links at pages, downloads or anchors."""
     srcdir = str(app.srcdir)
     repo = os.path.dirname(srcdir)
     path = os.path.relpath(os.path.normpath(os.path.join(srcdir, str(relative_path))), repo)
-    if path not in INCLUDED:
+    if path in INCLUDED:
+        content[0] = _rewrite(repo, path, INCLUDED[path], parent_docname, content[0])
+
+
+def rewrite_guide(app: Sphinx, docname: str, content: list[str]) -> None:
+    """The same for a Markdown guide of docs/ (a page itself): links out of docs/."""
+    srcdir = str(app.srcdir)
+    if "/" in docname or not os.path.exists(os.path.join(srcdir, docname + ".md")):
         return
-    here = posixpath.dirname(path)
-    page = INCLUDED[path]
-
-    def link(match: re.Match[str]) -> str:
-        target = match.group(1)
-        if "://" in target or target.startswith("mailto:"):
-            return match.group(0)
-        file, _, anchor = target.partition("#")
-        if not file:
-            dest = f"/{page}.md" if parent_docname != page else ""
-            return f"]({dest}#{anchor})"
-        where = posixpath.normpath(posixpath.join(here, file))
-        if where in INCLUDED:
-            dest = f"/{INCLUDED[where]}.md"
-        elif where.startswith("docs/"):
-            dest = "/" + where[len("docs/"):]
-        else:
-            dest = posixpath.relpath(where, "docs")  # a download, relative to docs/
-        return f"]({dest}{'#' + anchor if anchor else ''})"
-
-    content[0] = _LINK.sub(link, content[0])
+    repo = os.path.dirname(srcdir)
+    content[0] = _rewrite(repo, f"docs/{docname}.md", docname, docname, content[0])
 
 
 def resolve_alias(app: Sphinx, env: BuildEnvironment, node: addnodes.pending_xref,
@@ -228,7 +240,8 @@ class CliDirective(SphinxDirective):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-check-consistency", check_documented)
     app.connect("autodoc-process-docstring", fill_data_doc)
-    app.connect("include-read", rewrite_links)
+    app.connect("include-read", rewrite_included)
+    app.connect("source-read", rewrite_guide)
     app.connect("missing-reference", resolve_alias)
     app.add_directive("lxactors-cli", CliDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
