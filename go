@@ -7,11 +7,13 @@
 #                        127.0.0.1:31337): `.venv/bin/lxactors connect`, which
 #                        any user may run; `nc`/`socat` work too, if installed
 #   ./go demo            a short container lifecycle demo
-#   ./go test [ARGS...]  the test suite: without ARGS, the root-free unit tests as the
-#                        user nobody (./go unit) and then the whole suite as root; with
-#                        ARGS, only the root run (ARGS go to pytest)
+#   ./go test [ARGS...]  the test suite: without ARGS, the docs build (./go docs), the
+#                        root-free unit tests as the user nobody (./go unit) and then the
+#                        whole suite as root; with ARGS, only the root run (ARGS go to pytest)
 #   ./go unit [ARGS...]  tests/unit as the user nobody (ARGS go to pytest)
 #   ./go check           ruff and mypy --strict
+#   ./go docs            the reference documentation, into build/docs (index.html);
+#                        warnings are errors, an undocumented public name is one
 #
 # Each installs what is missing first: Debian packages (lxc, lxc-dev,
 # busybox-static, rsync for liblxc's copy clones, uidmap's newuidmap for user
@@ -52,13 +54,20 @@ install_venv() {
     if [ ! -e "$stamp" ] || [ -n "$newest" ] || ! ls src/lxactors/_lxc*.so >/dev/null 2>&1; then
         echo "go: installing lxactors into $VENV" >&2
         "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-        "$VENV/bin/pip" install -q -e ".[test,ray]"
+        "$VENV/bin/pip" install -q -e ".[test,ray,docs]"
         touch "$stamp"
     fi
 }
 
 install_check_tools() {
     "$VENV/bin/python" -c 'import mypy, ruff' 2>/dev/null || "$VENV/bin/pip" install -q mypy ruff
+}
+
+# The docs from scratch (-E: a stale environment would hide a docstring's
+# warnings); -n -W: a broken reference or an undocumented public name fails.
+build_docs() {
+    "$VENV/bin/python" -m sphinx -E -n -W --keep-going -q -b html docs build/docs \
+        && echo "go: docs built into build/docs/index.html" >&2
 }
 
 as_nobody() {
@@ -106,20 +115,25 @@ case "$cmd" in
     test)
         install_debs; install_venv
         [ $# -gt 0 ] && exec "$VENV/bin/python" -m pytest "$@"
-        unit=0; root=0
+        docs=0; unit=0; root=0
+        build_docs || docs=$?
         run_unit || unit=$?
         "$VENV/bin/python" -m pytest -p no:cacheprovider || root=$?
+        [ "$docs" = 0 ] || echo "go: the docs build failed (exit $docs): ./go docs" >&2
         [ "$unit" = 0 ] || echo "go: the unit run as nobody failed (exit $unit)" >&2
         [ "$root" = 0 ] || echo "go: the root run failed (exit $root)" >&2
-        [ "$unit" = 0 ] && [ "$root" = 0 ] ;;
+        [ "$docs" = 0 ] && [ "$unit" = 0 ] && [ "$root" = 0 ] ;;
     unit)
         install_debs; install_venv
         run_unit "$@" ;;
+    docs)
+        install_debs; install_venv
+        build_docs ;;
     check)
         install_debs; install_venv; install_check_tools
         "$VENV/bin/ruff" check src tests examples bench
         exec "$VENV/bin/mypy" --strict src/lxactors ;;
     *)
-        echo "usage: ./go run [tcpvm args] | ./go connect [ADDR:PORT] | ./go demo | ./go test [pytest args] | ./go unit [pytest args] | ./go check" >&2
+        echo "usage: ./go run [tcpvm args] | ./go connect [ADDR:PORT] | ./go demo | ./go test [pytest args] | ./go unit [pytest args] | ./go check | ./go docs" >&2
         exit 2 ;;
 esac

@@ -68,4 +68,5 @@ class GaveUp:
     exited: ContainerExited
 
 
+#: Any message an owner receives (the union of the four classes above).
 Message = ConsoleOutput | ContainerExited | ContainerRestarted | GaveUp

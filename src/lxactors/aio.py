@@ -85,6 +85,7 @@ class ContainerRef:
     """
 
     def __init__(self, ref: lxactors.ContainerRef, inbox: TaskOwner) -> None:
+        #: The threaded :class:`lxactors.ContainerRef`, for the blocking API.
         self.ref = ref
         self._inbox = inbox
         self._console: Console | None = None
@@ -299,5 +300,7 @@ def container(ref: AnyRef) -> Any:
     """The low-level :class:`~lxactors.liblxc.Container`, each method awaited::
 
         state = await aio.container(ref).state()
+
+    Each call runs in lxactors' threads, never blocking the loop.
     """
     return cast(Any, _AsyncHandle(_threaded(ref)))

@@ -59,14 +59,23 @@ __all__ = [
     "ATTACH_REMOUNT_PROC_SYS",
 ]
 
+#: :meth:`Container.clone` flag: keep the hostname (``lxc.uts.name``) of the original.
 CLONE_KEEPNAME: int = lib.LXC_CLONE_KEEPNAME
+#: :meth:`Container.clone` flag: keep the MAC addresses (new random ones otherwise).
 CLONE_KEEPMACADDR: int = lib.LXC_CLONE_KEEPMACADDR
+#: :meth:`Container.clone` flag: a copy-on-write snapshot (overlay, btrfs...) instead of a copy.
 CLONE_SNAPSHOT: int = lib.LXC_CLONE_SNAPSHOT
+#: :meth:`Container.clone` flag: the clone's storage of the original's type.
 CLONE_KEEPBDEVTYPE: int = lib.LXC_CLONE_KEEPBDEVTYPE
+#: :meth:`Container.clone` flag: snapshot where the storage can, else copy.
 CLONE_MAYBE_SNAPSHOT: int = lib.LXC_CLONE_MAYBE_SNAPSHOT
+#: :meth:`Container.clone` flag: clone a running container (its files may change meanwhile).
 CLONE_ALLOW_RUNNING: int = lib.LXC_CLONE_ALLOW_RUNNING
+#: :meth:`Container.create` flag: the template's output is not shown.
 CREATE_QUIET: int = lib.LXC_CREATE_QUIET
+#: :meth:`Container.attach` flag: ``no_new_privs`` for the command (no setuid gains).
 ATTACH_NO_NEW_PRIVS: int = lib.LXC_ATTACH_NO_NEW_PRIVS
+#: :meth:`Container.attach` flag: remount /proc and /sys for the command's namespaces.
 ATTACH_REMOUNT_PROC_SYS: int = lib.LXC_ATTACH_REMOUNT_PROC_SYS
 
 _BDEV_SPEC_FIELDS = frozenset(
@@ -87,6 +96,8 @@ class AttachResult:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One snapshot from :meth:`Container.snapshot_list` (``snapN``, its comment file, when, where)."""
+
     name: str
     comment_pathname: str | None
     timestamp: str | None
@@ -105,6 +116,7 @@ class ConsoleFd:
         self.ttynum, self.fd, self.ptx = ttynum, fd, ptx
 
     def close(self) -> None:
+        """Close both fds (the tty is then free for another console)."""
         for attr in ("ptx", "fd"):
             fd = getattr(self, attr)
             if fd >= 0:
@@ -138,6 +150,7 @@ class Attached:
         return self._result.status
 
     def close(self) -> None:
+        """Stop waiting for the command: close the reply pipe from the helper."""
         self._reply.close()
 
 
@@ -272,10 +285,12 @@ class Container:
 
     @property
     def name(self) -> str:
+        """The container's name (it follows :meth:`rename`)."""
         return self._name
 
     @property
     def closed(self) -> bool:
+        """Has :meth:`close` released the liblxc handle?"""
         return self._c is None
 
     def close(self) -> None:
@@ -332,21 +347,25 @@ class Container:
 
     @property
     def daemonize(self) -> bool:
+        """Will :meth:`start` daemonize the container (see :meth:`want_daemonize`)?"""
         return self._daemonize
 
     # ------------------------------------------------------------ state
 
     def is_defined(self) -> bool:
+        """Does the container exist (a config file in its lxcpath)?  Also ``defined``."""
         return bool(self._call("is_defined"))
 
     defined = is_defined
 
     def is_running(self) -> bool:
+        """Is the container running (its monitor answers)?  Also ``running``."""
         return bool(self._call("is_running"))
 
     running = is_running
 
     def state(self) -> str:
+        """The container's state: ``STOPPED``, ``RUNNING``, ``FROZEN``... (see :func:`get_wait_states`)."""
         s = from_c(self._call("state"))
         return s or "STOPPED"
 
@@ -374,32 +393,40 @@ class Container:
         return bool(self._call("wait", raw, -1 if t < 0 else math.ceil(t)))
 
     def may_control(self) -> bool:
+        """May the caller control the container (False: its monitor's socket is there and refuses us)?"""
         return bool(self._call("may_control"))
 
     def freeze(self) -> None:
+        """Freeze every process of the container (the freezer cgroup); LxcError if it cannot."""
         self._check("freeze", self._marked("freeze"))
 
     def unfreeze(self) -> None:
+        """Thaw a frozen container."""
         self._check("unfreeze", self._marked("unfreeze"))
 
     # ------------------------------------------------------------ config
 
     def config_file_name(self) -> str | None:
+        """The path of the container's config file (None: liblxc cannot name it)."""
         return take_string(self._call("config_file_name"))
 
     def get_config_path(self) -> str:
+        """The lxcpath this handle looks in (the directory holding containers)."""
         return from_c(self._call("get_config_path")) or ""
 
     def set_config_path(self, path: str | os.PathLike[str]) -> None:
+        """Look for the container in another lxcpath from now on."""
         raw = v.check_path(path, "lxcpath")
         self._check("set_config_path", self._marked("set_config_path", raw))
 
     def load_config(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Load a config file into the handle (None: the container's own)."""
         raw = None if path is None else v.check_path(path, "config file")
         self._check("load_config", self._marked("load_config", _c_str(raw)))
         self._attach_log()
 
     def save_config(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Write the handle's config to *path* (None: the container's own config file)."""
         raw = None if path is None else v.check_path(path, "config file")
         self._check("save_config", self._marked("save_config", _c_str(raw)))
         written = raw.decode("utf-8", "surrogateescape") if raw else self.config_file_name()
@@ -423,21 +450,25 @@ class Container:
         return text.removesuffix("\n")
 
     def set_config_item(self, key: str, value: str) -> None:
+        """Set *key* in the handle (a list key gets one more value); :meth:`save_config` keeps it."""
         rk, rv = v.check_key(key), v.check_value(value)
         self._check(f"set_config_item {key}", self._marked("set_config_item", rk, rv))
 
     def clear_config_item(self, key: str) -> None:
+        """Clear config *key* (for a list key, every value) in the handle."""
         rk = v.check_key(key)
         self._check(f"clear_config_item {key}", self._marked("clear_config_item", rk))
         if key in ("lxc.log.file", "lxc.log") or key.startswith("lxc.log.file"):
             self._own_log = False
 
     def clear_config(self) -> None:
+        """Drop the whole config of the handle (before a :meth:`load_config` of another)."""
         self._call("clear_config")
         self._own_log = False
         self._attach_log()
 
     def get_running_config_item(self, key: str) -> str | None:
+        """The value of *key* in the running container's monitor (None: unset, or not running)."""
         raw = v.check_key(key)
         return take_string(self._call("get_running_config_item", raw))
 
@@ -454,6 +485,7 @@ class Container:
         return [k for k in text.split("\n") if k]
 
     def get_cgroup_item(self, key: str) -> str:
+        """Read a cgroup file of the running container (such as ``pids.max``)."""
         raw = v.check_key(key, "cgroup key")
         c = self._handle()
         self._log.mark()
@@ -465,16 +497,19 @@ class Container:
         return ffi.string(buf).decode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
 
     def set_cgroup_item(self, key: str, value: str) -> None:
+        """Write a cgroup file of the running container (such as ``memory.max``)."""
         rk, rv = v.check_key(key, "cgroup key"), v.check_value(value, "cgroup value")
         self._check(f"set_cgroup_item {key}", self._marked("set_cgroup_item", rk, rv))
 
     def want_daemonize(self, state: bool = True) -> None:
+        """Should :meth:`start` daemonize (default True; False: the seed's ``nodaemonize``)?"""
         if not isinstance(state, bool):
             raise TypeError("want_daemonize takes a bool")
         self._daemonize = state
         self._call("want_daemonize", state)
 
     def want_close_all_fds(self, state: bool = True) -> None:
+        """Should :meth:`start` close inherited fds (default True: none reaches the container)?"""
         if not isinstance(state, bool):
             raise TypeError("want_close_all_fds takes a bool")
         self._close_all_fds = state
@@ -531,6 +566,7 @@ class Container:
 
     def createl(self, template: str | None, *argv: str, bdevtype: str | None = None,
                 flags: int = 0) -> None:
+        """``create(template, bdevtype, None, flags, argv)`` with the template's arguments inline."""
         self.create(template, bdevtype, None, flags, argv)
 
     def start(self, useinit: bool | int = False, argv: Iterable[str] | None = None,
@@ -579,6 +615,7 @@ class Container:
         return None if pid is None else int(pid)
 
     def startl(self, *argv: str, useinit: bool = False) -> int | None:
+        """``start(useinit, argv)`` with init's argv inline (none: the default init)."""
         return self.start(useinit, list(argv) or None)
 
     def stop(self) -> None:
@@ -604,6 +641,7 @@ class Container:
                 return False
 
     def reboot(self) -> None:
+        """Ask init to reboot (SIGINT, or ``lxc.signal.reboot``) without waiting."""
         self._check("reboot", self._marked("reboot"))
 
     def reboot2(self, timeout: float = 30) -> bool:
@@ -617,6 +655,7 @@ class Container:
         self._reload()
 
     def destroy_with_snapshots(self) -> None:
+        """Delete the (stopped) container and every snapshot of it."""
         self._via_helper(wire.DestroyWithSnapshots)
         self._reload()
 
@@ -657,6 +696,7 @@ class Container:
         return int(self._via_helper(wire.Snapshot, commentfile=_path_arg(commentfile, "comment file")))
 
     def snapshot_list(self) -> list[Snapshot]:
+        """The container's snapshots, as :class:`Snapshot` records."""
         c = self._handle()
         out = ffi.new("struct lxc_snapshot **")
         self._log.mark()
@@ -676,6 +716,7 @@ class Container:
         return snaps
 
     def snapshot_restore(self, snapname: str, newname: str | None = None) -> None:
+        """Restore snapshot *snapname* as a copy named *newname* (None: replace this container)."""
         v.check_name(snapname, "snapshot name")
         if newname is not None:
             v.check_name(newname, "new name")
@@ -684,39 +725,47 @@ class Container:
             self._reload()
 
     def snapshot_destroy(self, snapname: str) -> None:
+        """Delete snapshot *snapname*."""
         v.check_name(snapname, "snapshot name")
         self._via_helper(wire.SnapshotDestroy, snapname=snapname)
 
     def snapshot_destroy_all(self) -> None:
+        """Delete every snapshot of the container."""
         self._via_helper(wire.SnapshotDestroyAll)
 
     # ------------------------------------------------------------ devices, network, mounts
 
     def add_device_node(self, src_path: str, dest_path: str | None = None) -> None:
+        """Make host device *src_path* usable in the running container (at *dest_path*, or the same path)."""
         self._via_helper(wire.AddDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def remove_device_node(self, src_path: str, dest_path: str | None = None) -> None:
+        """Remove a device added with :meth:`add_device_node`."""
         self._via_helper(wire.RemoveDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def attach_interface(self, dev: str, dst_dev: str | None = None) -> None:
+        """Move host network device *dev* into the running container (named *dst_dev* there)."""
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
         self._via_helper(wire.AttachInterface, dev=dev, dst_dev=dst_dev)
 
     def detach_interface(self, dev: str, dst_dev: str | None = None) -> None:
+        """Move network device *dev* of the running container back to the host (named *dst_dev*)."""
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
         self._via_helper(wire.DetachInterface, dev=dev, dst_dev=dst_dev)
 
     def get_interfaces(self) -> list[str]:
+        """The network interfaces inside the running container."""
         return take_string_array(self._call("get_interfaces"))
 
     def get_ips(self, interface: str | None = None, family: str | None = None,
                 scope: int = 0) -> list[str]:
+        """The running container's addresses (on *interface*, of *family* ``inet``/``inet6``, *scope*)."""
         i = None if interface is None else v.check_name(interface, "interface")
         if family not in (None, "inet", "inet6"):
             raise ValueError(f"family must be None, 'inet' or 'inet6', not {family!r}")
@@ -735,6 +784,7 @@ class Container:
                          data=None if data is None else v.check_text(data, "mount data").decode())
 
     def umount(self, target: str, mountflags: int = 0) -> None:
+        """Unmount *target* inside the running container."""
         self._via_helper(wire.Umount, snapshot=True, target=_required_path(target, "target"),
                          flags=v.check_int(mountflags, "mountflags", low=0, high=2**31 - 1))
 
@@ -836,6 +886,7 @@ class Container:
         return AttachResult(r["status"], r["stdout"], r["stderr"], r["timed_out"])
 
     def attach_run_waitl(self, program: str, *args: str, **kw: Any) -> AttachResult:
+        """``attach_run_wait([program, *args], **kw)``."""
         return self.attach_run_wait([program, *args], **kw)
 
     def attach(self, argv: Iterable[str], *, stdin: int | None = None,
@@ -864,10 +915,12 @@ class Container:
     # ------------------------------------------------------------ checkpoint/restore
 
     def checkpoint(self, directory: str, stop: bool = False, verbose: bool = False) -> None:
+        """Dump the running container with CRIU into *directory* (*stop*: stop it after)."""
         self._via_helper(wire.Checkpoint, directory=_required_path(directory, "directory"),
                          stop=bool(stop), verbose=bool(verbose))
 
     def restore(self, directory: str, verbose: bool = False) -> None:
+        """Start the container again from a CRIU dump in *directory*."""
         self._via_helper(wire.Restore, directory=_required_path(directory, "directory"),
                          verbose=bool(verbose))
 
@@ -879,12 +932,14 @@ class Container:
     # ------------------------------------------------------------ seccomp, devpts
 
     def seccomp_notify_fd(self) -> int:
+        """The fd of the container's seccomp notify listener (``lxc.seccomp.notify``)."""
         fd = int(self._marked("seccomp_notify_fd"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd", "no seccomp notify fd (no notify policy?)")
         return fd
 
     def seccomp_notify_fd_active(self) -> int:
+        """The seccomp notify fd of the running container, asked of its monitor."""
         fd = int(self._marked("seccomp_notify_fd_active"))
         if fd < 0:
             raise self._fail("seccomp_notify_fd_active", "no active seccomp notify fd")
@@ -916,18 +971,22 @@ def list_defined_containers(path: str | os.PathLike[str] | None = None) -> list[
 
 
 def list_active_containers(path: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the running containers in *path* (None: the default lxcpath)."""
     return _list(lib.list_active_containers, path)
 
 
 def list_all_containers(path: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the containers in *path* that are defined or running."""
     return _list(lib.list_all_containers, path)
 
 
 def get_version() -> str:
+    """liblxc's version, such as ``5.0.2``."""
     return from_c(lib.lxc_get_version()) or ""
 
 
 def get_global_config_item(key: str) -> str | None:
+    """A key of liblxc's global config (``lxc.lxcpath``, ``lxc.default_config``...); None if unset."""
     return from_c(lib.lxc_get_global_config_item(v.check_key(key)))
 
 
@@ -940,6 +999,7 @@ _wait_states: tuple[str, ...] = ()
 
 
 def get_wait_states() -> tuple[str, ...]:
+    """The state names :meth:`Container.wait` and :meth:`Container.state` use."""
     global _wait_states
     if not _wait_states:
         n = lib.lxc_get_wait_states(NULL)
@@ -950,10 +1010,12 @@ def get_wait_states() -> tuple[str, ...]:
 
 
 def config_item_is_supported(key: str) -> bool:
+    """Does this liblxc know config key *key*?"""
     return bool(lib.lxc_config_item_is_supported(v.check_key(key)))
 
 
 def has_api_extension(extension: str) -> bool:
+    """Does this liblxc have API extension *extension* (such as ``mount_injection_file``)?"""
     return bool(lib.lxc_has_api_extension(v.check_text(extension, "extension", allow_newline=False)))
 
 
@@ -977,4 +1039,5 @@ def log_init(file: str | None = None, level: str = "ERROR", prefix: str = "lxact
 
 
 def log_close() -> None:
+    """Close liblxc's process-wide log opened by :func:`log_init`."""
     lib.lxc_log_close()

@@ -95,6 +95,7 @@ PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 #: namespace), or from [NS_UID_LOW, the mapped count - 2) (with one: below
 #: nobody, 65534, which holds every unmapped id).
 UID_LOW, UID_HIGH = 200_000, 2_000_000_000
+#: The lowest uid/gid drawn inside a user namespace (above the image's system ids).
 NS_UID_LOW = 1000
 #: What each command's container may take unless told otherwise.  Its writable
 #: space is its two tmpfs (``tmpfs_size`` each), counted in the memory.
@@ -151,6 +152,7 @@ class Exited:
         return f"imc {self.container!r} exited ({how}{extra})"
 
 
+#: What an imc command's owner receives: :class:`Stdout`, :class:`Stderr`, then one :class:`Exited`.
 ImcMessage = Stdout | Stderr | Exited
 
 

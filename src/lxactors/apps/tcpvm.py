@@ -81,7 +81,9 @@ __all__ = [
 
 log = logging.getLogger("lxactors.tcpvm")
 
+#: The address served by default: loopback only (a client gets a root shell in a container).
 DEFAULT_LISTEN: tuple[str, int] = ("127.0.0.1", 31337)
+#: Clients served at once by default; one more is told so in one line and closed.
 DEFAULT_MAX_CLIENTS = 32
 DEFAULT_MAX_PER_ADDRESS = 8
 #: What each client's container may take unless told otherwise (the README's Security section).
@@ -498,7 +500,7 @@ def serve(listen: Address = DEFAULT_LISTEN, max_clients: int = DEFAULT_MAX_CLIEN
 
     *ready* is called with the bound server (its ``address``, ``shutdown()``)
     before the first accept.  Call it from the main thread to stop on
-    SIGINT/SIGTERM with :func:`main`, or call ``server.shutdown()``.
+    SIGINT/SIGTERM with :func:`~lxactors.tcpvm.main`, or call ``server.shutdown()``.
     *bounds* are TcpVm's ``limits``, ``idle_timeout``, ``max_session``,
     ``max_per_address``.
     """
