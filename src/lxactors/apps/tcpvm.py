@@ -85,6 +85,7 @@ log = logging.getLogger("lxactors.tcpvm")
 DEFAULT_LISTEN: tuple[str, int] = ("127.0.0.1", 31337)
 #: Clients served at once by default; one more is told so in one line and closed.
 DEFAULT_MAX_CLIENTS = 32
+#: Connections one client address may hold at once by default (None: no bound).
 DEFAULT_MAX_PER_ADDRESS = 8
 #: What each client's container may take unless told otherwise (the README's Security section).
 DEFAULT_LIMITS = lxactors.Limits(pids=256, memory="256M", cpu=1.0, disk="128M")
