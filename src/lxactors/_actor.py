@@ -20,6 +20,7 @@ import pykka
 
 from lxactors import _base
 from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
+from lxactors._configure import check_userns, configure
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
 from lxactors._exits import exit_message, init_running
@@ -90,7 +91,7 @@ class ContainerActor(pykka.ThreadingActor):
             h = Container(self.name, o.path, helper=self._helper)
             self.handle = h
             if h.is_defined():
-                self._check_userns(h)
+                check_userns(self.name, h, o.userns)
             problem = reach_problem(h.get_config_path(), o.userns) if o.userns else None
         if problem:
             raise LxcError(self.name, "spawn", problem)
@@ -102,11 +103,11 @@ class ContainerActor(pykka.ThreadingActor):
                 self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns,
                                                         helper=self._helper)
                 self._created = True
-                self._configure(h)
+                configure(h, o)
                 if o.limits is not None and o.limits.disk is not None:
                     bound_layer(h, o.limits.disk)
             else:
-                self._configure(h)
+                configure(h, o)
                 for key, value in o.userns.config if o.userns else ():
                     h.set_config_item(key, value)
                 c = dict(o.create or {})
@@ -115,13 +116,14 @@ class ContainerActor(pykka.ThreadingActor):
                          c.get("flags", 0), c.get("argv", ()))
                 self._created = True
                 # The template wrote its own config: the user's items win.
-                self._configure(h, clear=False)
+                configure(h, o, clear=False)
                 if template == "busybox":
                     _base.shell_on_tty1(h)
         else:
-            self._configure(h)
+            configure(h, o)
         if o.userns is not None:
-            self._check_userns(h, "the config steps changed the container's id mapping")
+            check_userns(self.name, h, o.userns,
+                         "the config steps changed the container's id mapping")
         if o.chroot:
             rootfs = h.get_config_item("lxc.rootfs.path")
             apply_chroot(self.name, rootfs_dir(rootfs), o.chroot, _base.root_owner(h),
@@ -132,42 +134,6 @@ class ContainerActor(pykka.ThreadingActor):
             for key, value in limit_config(o.limits, host_layout()):
                 h.set_config_item(key, value)
         self._start()
-
-    def _check_userns(self, h: Container, changed: str | None = None) -> None:
-        """The container runs in the namespace asked for, or not at all.
-
-        Its rootfs was made for the mapping in its config: mapping it anew
-        would show every file owned by nobody.
-        """
-        want = self.options.userns
-        if want is None:
-            return
-        have = _base.container_idmap(h)
-        if have == want:
-            return
-        was = "none" if have is None else f"ids {have.tag}"
-        if changed:
-            raise LxcError(self.name, "spawn", f"{changed} (to {was}, where userns asks for "
-                           f"ids {want.tag}): choose the mapping with userns")
-        was = "without a user namespace" if have is None else f"for ids {have.tag}"
-        raise LxcError(self.name, "spawn",
-                       f"userns asks for ids {want.tag}, but the container was made {was}; "
-                       "spawn it without userns, or make a new one")
-
-    def _configure(self, h: Container, clear: bool = True) -> None:
-        for step in self.options.config:
-            if step[0] == "clear":
-                if clear:
-                    h.clear_config()
-            elif step[0] == "load":
-                h.load_config(step[1])
-            elif step[0] == "set":
-                h.set_config_item(step[1], step[2])
-            else:
-                h.clear_config_item(step[1])
-        # INFO: liblxc logs init's exit status at that level.
-        level = self.options.log_level if self.options.verbose >= 3 else "INFO"
-        h.set_config_item("lxc.log.level", level)
 
     def _start(self) -> None:
         h = self.handle
