@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lxactors._api import ContainerRef, console, container, exit, send, spawn, type
     from lxactors._console import Console
-    from lxactors._errors import ContainerClosedError, HelperError, LxcError, LxcTimeoutError
+    from lxactors._errors import (
+        AccessRefused,
+        ContainerClosedError,
+        HelperError,
+        LxcError,
+        LxcTimeoutError,
+    )
     from lxactors._messages import (
         ConsoleOutput,
         ContainerExited,
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from lxactors._userns import IdMap
 
 _EXPORTS = {
+    "AccessRefused": "lxactors._errors",
     "Console": "lxactors._console",
     "ConsoleOutput": "lxactors._messages",
     "ContainerClosedError": "lxactors._errors",
@@ -53,6 +60,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AccessRefused",
     "Console",
     "ConsoleOutput",
     "ContainerClosedError",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from lxactors.apps import connect
+from lxactors.apps import connect, setup_user
 
 __all__ = ["main"]
 
@@ -372,6 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_ls)
 
     connect.register(sub)
+    setup_user.register(sub)
     return parser
 
 
@@ -379,8 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if hasattr(args, "run"):  # an app on the public API: needs no root
         return int(args.run(args))
-    if os.geteuid() != 0:
-        _say("must run as root (liblxc creates and starts containers)")
+    if os.geteuid() != 0 and not os.path.exists("/etc/lxactors/access.conf"):
+        _say("must run as root (liblxc creates and starts containers), or be set up for "
+             "unprivileged use: 'lxactors setup-user USER' as root")
         return 1
     if args.command in ("tcpvm", "imc"):
         logging.basicConfig(format="%(name)s: %(message)s", level=logging.WARNING)

@@ -20,7 +20,6 @@ from typing import Any
 import pykka
 
 from lxactors import _base
-from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
 from lxactors._helperclient import Helper
@@ -114,9 +113,7 @@ class ContainerActor(pykka.ThreadingActor):
         if o.userns is not None:
             self._check_userns(h, "the config steps changed the container's id mapping")
         if o.chroot:
-            rootfs = h.get_config_item("lxc.rootfs.path")
-            apply_chroot(self.name, rootfs_dir(rootfs), o.chroot, _base.root_owner(h),
-                         lower_dir(rootfs))
+            _base.make_in_rootfs(h, o.chroot)
         self._start()
 
     def _check_userns(self, h: Container, changed: str | None = None) -> None:

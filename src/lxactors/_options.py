@@ -197,7 +197,9 @@ def _userns(o: dict[str, Any], named: bool) -> IdMap | None:
         raise ValueError("an unnamed container is a clone of a base made for its id mapping: "
                          "choose the mapping with userns, not lxc.idmap config items")
     if "userns" not in o:
-        return None if named or own_map else resolve_userns(True)
+        # Unprivileged callers' containers always map ids (the helper insists).
+        unprivileged = os.geteuid() != 0
+        return None if own_map or (named and not unprivileged) else resolve_userns(True)
     if own_map and o["userns"] not in (None, False):
         raise ValueError("give the id mapping either as userns or as lxc.idmap config items, "
                          "not both")

@@ -1,0 +1,205 @@
+"""``lxactors setup-user USER`` (as root): let USER run lxactors without being root.
+
+One command for the admin (issue 16).  It writes, each validated before it
+is put in place:
+
+- ``/etc/sudoers.d/lxactors-USER``: USER may run exactly one command as
+  root, ``PYTHON -I -m lxactors._helper.gate`` (the privileged helper),
+  without a password; checked with ``visudo -cf``;
+- ``/etc/lxactors/access.conf`` (root's, 0644): the interpreter the client
+  runs the gate with, and a ``[user:USER]`` section (the defaults are safe);
+- a range of 65536 ids for USER in ``/etc/subuid`` and ``/etc/subgid``,
+  also delegated to root, which maps them.
+
+PYTHON (this interpreter, or ``--python``) and the lxactors it imports must
+be root's and writable by root only, all the way up: whoever can change
+that code is root.  ``--remove`` undoes it all, and destroys USER's
+containers (``/var/lib/lxactors/users/UID``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+__all__ = ["register", "setup_user", "remove_user", "unsafe_paths"]
+
+ACCESS_CONF = "/etc/lxactors/access.conf"
+SUDOERS_DIR = "/etc/sudoers.d"
+_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_CONF_HEAD = """\
+# lxactors: who may use the privileged helper without being root (issue 16).
+# Read by the helper (root) at each start; must belong to root, mode 0644.
+# [defaults], then [group:NAME] and [user:NAME] sections (later ones win).
+# Settings: allowed, users_dir, lxcpaths, templates, named, mount_sources,
+# net_types, net_links, devices (';'-separated), seccomp_profiles; see
+# docs/PRIVILEGE.md.
+"""
+
+
+def _sudoers_file(user: str) -> str:
+    return os.path.join(SUDOERS_DIR, f"lxactors-{user}")
+
+
+def unsafe_paths(python: str) -> list[str]:
+    """What an unprivileged user could change of the gate's code (empty: nothing)."""
+    probe = ("import lxactors, os, sys; print(os.path.dirname(lxactors.__file__)); "
+             "print('\\n'.join(p for p in sys.path if p))")
+    out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=False, env={"PATH": "/usr/bin:/bin"})
+    if out.returncode != 0:
+        return [f"{python} -I cannot import lxactors: {out.stderr.strip()[-300:]}"]
+    package, *path = out.stdout.splitlines()
+    bad = []
+    for top in [python, os.path.realpath(python), package, *path]:
+        here = os.path.abspath(top)
+        while True:  # the file or dir and every parent
+            bad += _unsafe(here)
+            if here == "/":
+                break
+            here = os.path.dirname(here)
+    for root, dirs, files in os.walk(package):
+        for n in dirs + files:
+            bad += _unsafe(os.path.join(root, n))
+    return sorted(set(bad))
+
+
+def _unsafe(path: str) -> list[str]:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return []
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if stat.S_ISLNK(st.st_mode):
+        writable = 0
+    if st.st_uid != 0 or writable:
+        return [f"{path} (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"]
+    return []
+
+
+def _write_root_file(path: str, text: str, mode: int, check: list[str] | None = None) -> None:
+    """Write *path* whole (a temporary file renamed into place), checked first."""
+    d = os.path.dirname(path)
+    os.makedirs(d, 0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".lxactors-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        if check:
+            out = subprocess.run([*check, tmp], capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise SystemExit(f"setup-user: {' '.join(check)} refused {path}: "
+                                 f"{(out.stdout + out.stderr).strip()}")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _access_conf(python: str, user: str, add: bool) -> None:
+    try:
+        with open(ACCESS_CONF, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = _CONF_HEAD
+    if "[defaults]" not in text:
+        text = text.rstrip("\n") + "\n\n[defaults]\n"
+    text = re.sub(r"(?m)^python *=.*\n", "", text)
+    text = text.replace("[defaults]\n", f"[defaults]\npython = {python}\n", 1)
+    section = re.compile(rf"(?ms)^\[user:{re.escape(user)}\]\n.*?(?=^\[|\Z)")
+    text = section.sub("", text)
+    if add:
+        text = text.rstrip("\n") + f"\n\n[user:{user}]\n"
+    _write_root_file(ACCESS_CONF, text.rstrip("\n") + "\n", 0o644)
+
+
+def setup_user(user: str, python: str) -> str:
+    """Do it (see the module's docstring); return what was done, in words."""
+    if not _NAME.fullmatch(user):
+        raise SystemExit(f"setup-user: {user!r} is not a plain user name")
+    pw = pwd.getpwnam(user)
+    if pw.pw_uid == 0:
+        raise SystemExit("setup-user: root needs no set-up")
+    if shutil.which("sudo") is None or shutil.which("visudo") is None:
+        raise SystemExit("setup-user: sudo is not installed (apt-get install sudo)")
+    bad = unsafe_paths(python)
+    if bad:
+        raise SystemExit("setup-user: the gate's code must be root's and writable by root "
+                         "only; these are not:\n  " + "\n  ".join(bad[:20]))
+    from lxactors._launcher import GATE_ARGS
+    from lxactors._userns import delegate
+
+    line = f"{user} ALL=(root) NOPASSWD: {python} {' '.join(GATE_ARGS)}\n"
+    _write_root_file(_sudoers_file(user),
+                     "# lxactors setup-user: the privileged helper, nothing else.\n" + line,
+                     0o440, ["visudo", "-cf"])
+    _access_conf(python, user, add=True)
+    idmap = delegate(user, pw.pw_uid)
+    return (f"{user} may use lxactors: {_sudoers_file(user)}, [user:{user}] in {ACCESS_CONF}, "
+            f"ids {idmap.uid}-{idmap.uid + idmap.count - 1} in /etc/subuid and /etc/subgid")
+
+
+def remove_user(user: str) -> str:
+    """Undo :func:`setup_user`, destroying the user's containers."""
+    pw = pwd.getpwnam(user)
+    from lxactors import liblxc
+    from lxactors._helper.access import Policy
+    from lxactors._userns import undelegate
+
+    try:
+        users_dir = Policy.load(ACCESS_CONF).defaults.users_dir
+    except (OSError, ValueError):
+        users_dir = "/var/lib/lxactors/users"
+    own = os.path.join(users_dir, str(pw.pw_uid))
+    if os.path.isdir(own):
+        for name in liblxc.list_all_containers(own):
+            with liblxc.Container(name, own) as c:
+                if c.is_running():
+                    c.stop()
+        for name in liblxc.list_defined_containers(own):
+            with liblxc.Container(name, own) as c:
+                c.destroy()  # clones first would be better; overlay lowers are kept by liblxc
+        shutil.rmtree(own, ignore_errors=True)
+    try:
+        os.unlink(_sudoers_file(user))
+    except FileNotFoundError:
+        pass
+    if os.path.exists(ACCESS_CONF):
+        _access_conf(sys.executable, user, add=False)
+    undelegate(user, pw.pw_uid)
+    return f"{user} may no longer use lxactors"
+
+
+def run(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("lxactors setup-user: run as root", file=sys.stderr)
+        return 1
+    try:
+        print(remove_user(args.user) if args.remove else setup_user(args.user, args.python))
+    except KeyError:
+        print(f"lxactors setup-user: no user {args.user!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``setup-user USER [--python P] [--remove]`` to the ``lxactors`` command."""
+    p = subparsers.add_parser(
+        "setup-user", help="let a user run lxactors without root (run as root)",
+        description="Write the sudoers drop-in, access.conf's section and the id ranges "
+        "that let USER use lxactors through its privileged helper.")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("--python", default=sys.executable,
+                   help="the root-owned interpreter that runs the helper (default: this one)")
+    p.add_argument("--remove", action="store_true",
+                   help="undo it, destroying USER's containers")
+    p.set_defaults(run=run)
