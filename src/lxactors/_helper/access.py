@@ -31,9 +31,10 @@ ACCESS_CONF = "/etc/lxactors/access.conf"
 USERS_DIR = "/var/lib/lxactors/users"
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 
-#: What imc binds read-only: system directories every user may read anyway.
+#: What imc and the busybox template bind: system directories every user may
+#: read anyway (and securityfs, read-only, which the template binds).
 DEFAULT_MOUNT_SOURCES = ("/bin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/sbin",
-                         "/etc/alternatives")
+                         "/etc/alternatives", "/sys/kernel/security")
 #: Character devices a device cgroup may allow (imc's: null, zero, full,
 #: random, urandom, tty, ptmx and the pts).
 DEFAULT_DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",

@@ -165,6 +165,7 @@ class Gate:
         """The resolved lxcpath the caller may use (its own is made on first use)."""
         own = self.grant.own_lxcpath(self.caller.uid)
         if path is None or os.path.realpath(path) == os.path.realpath(own):
+            os.makedirs(os.path.dirname(self.grant.users_dir), 0o755, exist_ok=True)
             for d in (self.grant.users_dir, own):
                 try:
                     os.mkdir(d, 0o711)
@@ -210,8 +211,20 @@ class Gate:
                              self._gids, own_log=c._log.path)
 
     def check_whole_config(self, entry: _Entry) -> None:
+        """Every item set (what save_config writes: not liblxc's defaults)."""
         c = entry.container
-        items = [(k, line) for k in c.get_keys() for line in _values(c, k)]
+        path = _private_copy(b"")
+        try:
+            c.save_config(path)
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        finally:
+            os.unlink(path)
+        items = []
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                items.append((key.strip(), value.strip()))
         check_config(items, self.context(entry))
 
     def _named(self, name: str) -> None:
@@ -348,6 +361,7 @@ class Gate:
         if member in ("name", "closed", "daemonize", "error_string", "error_num"):
             return getattr(c, member), []
         bound = _signature(member).bind(c, *req.args, **req.kwargs)
+        bound.apply_defaults()
         for pname, index in req.fd_args.items():
             if pname not in bound.signature.parameters or not 0 <= index < len(fds):
                 raise TypeError(f"{member}: no fd parameter {pname!r}")
@@ -530,14 +544,6 @@ class Gate:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _values(c: liblxc.Container, key: str) -> list[str]:
-    try:
-        value = c.get_config_item(key)
-    except KeyError:
-        return []
-    return [v for v in value.split("\n") if v]
 
 
 def _spec_path(parts: object) -> str:

@@ -105,16 +105,18 @@ def _write_root_file(path: str, text: str, mode: int, check: list[str] | None = 
         raise
 
 
-def _access_conf(python: str, user: str, add: bool) -> None:
+def _access_conf(python: str | None, user: str, add: bool) -> None:
     try:
         with open(ACCESS_CONF, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
         text = _CONF_HEAD
-    if "[defaults]" not in text:
+    if not re.search(r"(?m)^\[defaults\]\n", text):
         text = text.rstrip("\n") + "\n\n[defaults]\n"
-    text = re.sub(r"(?m)^python *=.*\n", "", text)
-    text = text.replace("[defaults]\n", f"[defaults]\npython = {python}\n", 1)
+    if python is not None:
+        text = re.sub(r"(?m)^python *=.*\n", "", text)
+        text = re.sub(r"(?m)^\[defaults\]\n", f"[defaults]\npython = {python}\n", text,
+                      count=1)
     section = re.compile(rf"(?ms)^\[user:{re.escape(user)}\]\n.*?(?=^\[|\Z)")
     text = section.sub("", text)
     if add:
@@ -174,7 +176,7 @@ def remove_user(user: str) -> str:
     except FileNotFoundError:
         pass
     if os.path.exists(ACCESS_CONF):
-        _access_conf(sys.executable, user, add=False)
+        _access_conf(None, user, add=False)
     undelegate(user, pw.pw_uid)
     return f"{user} may no longer use lxactors"
 
