@@ -484,14 +484,16 @@ class Imc:
 
     def _start(self, plan: _Plan, input: bytes | None, timeout: float | None,
                cwd: str | None, boot_timeout: float) -> None:
-        os.makedirs(plan.lxcpath, exist_ok=True)
-        os.mkdir(self.container_dir, 0o755)
+        if os.geteuid() == 0:  # else the lxcpath is root's: the helper makes the rootfs
+            os.makedirs(plan.lxcpath, exist_ok=True)
+            os.mkdir(self.container_dir, 0o755)
         try:
-            os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
-            marker = {"by": "lxactors", "kind": "imc", "pid": os.getpid(),
-                      "uid": self.host_uid, "command": plan.command, "since": time.time()}
-            with open(os.path.join(self.container_dir, MARKER), "w", encoding="utf-8") as f:
-                json.dump(marker, f)
+            if os.geteuid() == 0:
+                os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
+                marker = {"by": "lxactors", "kind": "imc", "pid": os.getpid(),
+                          "uid": self.host_uid, "command": plan.command, "since": time.time()}
+                with open(os.path.join(self.container_dir, MARKER), "w", encoding="utf-8") as f:
+                    json.dump(marker, f)
             self._ref = lxactors.spawn(
                 plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
                 config=plan.config, create={"template": None}, chroot=plan.chroot,

@@ -314,6 +314,8 @@ def check_item(key: str, value: str, ctx: ConfigContext) -> None:
         if value and value != ctx.own_log:
             raise Refused("host files", "lxc.log.file: a file the host writes as root")
         return
+    if re.fullmatch(r"lxc\.cgroup2?\.(dir|relative|dir\..*|cgroup\..*|tasks)", key):
+        raise Refused("lxc.cgroup", f"{key}: places or moves processes in the host's cgroups")
     if not _SAFE.fullmatch(key):
         raise Refused("allowlist", f"{key} is not in the keys unprivileged callers may set")
     if key == "lxc.mount.entry":
@@ -338,10 +340,7 @@ def check_item(key: str, value: str, ctx: ConfigContext) -> None:
     elif key == "lxc.console.path" and value not in ("", "none", "auto"):
         raise Refused("host files", f"lxc.console.path = {value}: a host device as console")
     elif re.fullmatch(r"lxc\.cgroup2?\..*", key):
-        sub = key.split(".", 2)[2]
-        if sub in ("dir", "relative") or sub.startswith(("dir.", "cgroup.", "tasks")):
-            raise Refused("lxc.cgroup", f"{key}: places or moves processes in the host's cgroups")
-        if sub == "devices.allow" and value.strip() not in ctx.grant.devices:
+        if key.split(".", 2)[2] == "devices.allow" and value.strip() not in ctx.grant.devices:
             raise Refused("lxc.cgroup.devices", f"{key} = {value}: a device outside "
                           "access.conf's devices")
     else:

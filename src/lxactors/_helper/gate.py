@@ -19,9 +19,11 @@ gets an :class:`~lxactors.AccessRefused` naming the rule, and changes nothing.
 from __future__ import annotations
 
 import array
+import contextlib
 import inspect
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -213,6 +215,8 @@ class Gate:
     def check_whole_config(self, entry: _Entry) -> None:
         """Every item set (what save_config writes: not liblxc's defaults)."""
         c = entry.container
+        home = os.path.join(entry.lxcpath, c.name)
+        made = not os.path.lexists(home)  # liblxc's save_config makes it: a refusal must not
         path = _private_copy(b"")
         try:
             c.save_config(path)
@@ -220,6 +224,9 @@ class Gate:
                 text = f.read()
         finally:
             os.unlink(path)
+            if made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(home)
         items = []
         for line in text.splitlines():
             key, sep, value = line.partition("=")
@@ -375,6 +382,9 @@ class Gate:
         if member in ("load_config", "save_config") and "path" in req.fd_args:
             self._config_file(c, member, a)
             return None, []
+        if member == "create":
+            self._create(entry, bound)
+            return None, []
         if member == "attach":
             attached = c.attach(*bound.args[1:], **bound.kwargs)
             _send(reply, wire.ok(("return", attached.pid)))
@@ -408,6 +418,23 @@ class Gate:
         finally:
             os.unlink(path)
 
+    def _create(self, entry: _Entry, bound: inspect.BoundArguments) -> None:
+        """create, leaving nothing if it fails; a config-only create (template
+        None, as imc's) gets its empty dir rootfs made first, as liblxc wants."""
+        c = entry.container
+        home = os.path.join(entry.lxcpath, c.name)
+        made = not os.path.lexists(home)
+        try:
+            rootfs = c.get_config_item("lxc.rootfs.path").removeprefix("dir:")
+            if bound.arguments["template"] is None and rootfs.startswith(home + "/"):
+                os.makedirs(rootfs, 0o755, exist_ok=True)
+            c.create(*bound.args[1:], **bound.kwargs)
+        except BaseException:
+            if made and os.path.isdir(home) and not os.path.islink(home):
+                shutil.rmtree(home, ignore_errors=True)
+            raise
+        self.mark_owner(entry.lxcpath, c.name)
+
     def _result(self, entry: _Entry, member: str, a: dict[str, Any],
                 value: Any) -> tuple[object, list[int]]:
         if member == "console_getfd":
@@ -418,8 +445,6 @@ class Gate:
             path = os.path.realpath(value.get_config_path())
             self.mark_owner(path, value.name)
             return ("container", self._add(value, path), value.name, path), []
-        if member == "create":
-            self.mark_owner(entry.lxcpath, entry.container.name)
         if member == "rename":
             self.mark_owner(entry.lxcpath, a["newname"])
         if member == "snapshot_list":
