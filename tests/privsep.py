@@ -130,8 +130,9 @@ def _pids_of(uid: int) -> list[int]:
 
 def teardown(inst: Install) -> list[str]:
     """Undo :func:`setup`; return what is left behind (empty: nothing)."""
-    subprocess.run([inst.python, "-m", "lxactors", "setup-user", "--remove", inst.user],
-                   capture_output=True, text=True, check=False)
+    out = subprocess.run([inst.python, "-m", "lxactors", "setup-user", "--remove", inst.user],
+                         capture_output=True, text=True, check=False)
+    left = [] if out.returncode == 0 else [f"setup-user --remove: {out.stderr.strip()[-500:]}"]
     for pid in _pids_of(inst.uid):  # the test user's processes: all started by the tests
         try:
             os.kill(pid, 9)
@@ -139,7 +140,6 @@ def teardown(inst: Install) -> list[str]:
             pass
     subprocess.run(["userdel", "--force", inst.user], capture_output=True, check=False)
     shutil.rmtree(inst.root, ignore_errors=True)
-    left = []
     try:
         pwd.getpwnam(inst.user)
         left.append(f"user {inst.user}")
