@@ -46,12 +46,14 @@ _PLAIN = (str, bytes, int, float, bool, type(None))
 class ProxyReply(Reply):
     """A call's reply socket: frames, and the fds sent with them."""
 
-    def __init__(self, sock: socket.socket, container: str | None, operation: str) -> None:
-        super().__init__(sock.fileno(), container, operation)
-        self._sock = sock
+    def __init__(self, sock: socket.socket | int, container: str | None, operation: str) -> None:
+        super().__init__(sock if isinstance(sock, int) else sock.fileno(), container, operation)
+        self._sock = None if isinstance(sock, int) else sock
         self.fds: list[int] = []
 
     def _read(self) -> bytes:
+        if self._sock is None:  # a pipe: no fds come this way
+            return os.read(self.fd, 1 << 16)
         data, ancdata, _flags, _addr = self._sock.recvmsg(1 << 16, socket.CMSG_SPACE(8 * 4),
                                                           socket.MSG_CMSG_CLOEXEC)
         for level, kind, raw in ancdata:
@@ -87,7 +89,10 @@ class ProxyReply(Reply):
         for fd in self.take_fds():
             os.close(fd)
         if self.fd >= 0:
-            self._sock.close()
+            if self._sock is None:
+                os.close(self.fd)
+            else:
+                self._sock.close()
             self.fd = -1
 
 
@@ -108,26 +113,37 @@ def _plain(value: object, member: str) -> object:
     raise TypeError(f"{member}: a {type(value).__name__} argument cannot cross to the helper")
 
 
+#: Members whose answer carries fds: their reply channel is a socket, not a pipe.
+_FDS_BACK = frozenset({"console_getfd", "init_pidfd"})
+
+
 def send(gate: Helper, req: wire.Request, fds: Sequence[int] = (),
          container: str | None = None) -> ProxyReply:
-    """One request to the gate, with a socket (not a pipe) to answer on."""
+    """One request to the gate, with a pipe to answer on (a socket if fds come back)."""
     payload = wire.encode_request(req)
+    member = getattr(req, "member", req.op)
     for attempt in (1, 2):
         sock = gate._ensure()
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if member in _FDS_BACK:
+            s_mine, s_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            mine: socket.socket | int = s_mine
+            theirs = os.dup(s_theirs.fileno())
+            s_theirs.close()
+        else:
+            mine, theirs = os.pipe2(os.O_CLOEXEC)
         try:
             sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                      array.array("i", [theirs.fileno(), *fds]))])
+                                      array.array("i", [theirs, *fds]))])
         except OSError as exc:
-            mine.close()
+            mine.close() if isinstance(mine, socket.socket) else os.close(mine)
             if exc.errno == errno.EMSGSIZE or attempt == 2:
                 raise HelperError(container, req.op, f"cannot reach the gate: {exc}") from exc
             with gate._lock:
                 gate._close_locked()
             continue
         finally:
-            theirs.close()
-        return ProxyReply(mine, container, getattr(req, "member", req.op))
+            os.close(theirs)
+        return ProxyReply(mine, container, member)
     raise AssertionError("unreachable")
 
 

@@ -40,6 +40,16 @@ class Call(Request):
     kwargs: dict[str, object]
     fd_args: dict[str, int]
 
+    def __post_init__(self) -> None:
+        # The same checks as Request's, written out: this is the hot request.
+        ok = (type(self.handle) is int and type(self.member) is str
+              and type(self.args) is list and type(self.kwargs) is dict
+              and all(type(k) is str for k in self.kwargs) and type(self.fd_args) is dict
+              and all(type(k) is str and type(i) is int for k, i in self.fd_args.items()))
+        if not ok:
+            raise TypeError("helper request call: handle int, member str, args list, "
+                            "kwargs {str: object}, fd_args {str: int}")
+
 
 @_op("close_handle")
 @dataclass(frozen=True, kw_only=True)
