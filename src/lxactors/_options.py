@@ -13,7 +13,7 @@ from lxactors import _validate as v
 from lxactors._chroot import ChrootSpec, parse_chroot
 from lxactors._console import DEFAULT_WINDOW
 from lxactors._policy import Type, check_type
-from lxactors._userns import IdMap, resolve_userns
+from lxactors._userns import IdMap, resolve_userns, unprivileged
 
 __all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name"]
 
@@ -198,8 +198,7 @@ def _userns(o: dict[str, Any], named: bool) -> IdMap | None:
                          "choose the mapping with userns, not lxc.idmap config items")
     if "userns" not in o:
         # Unprivileged callers' containers always map ids (the helper insists).
-        unprivileged = os.geteuid() != 0
-        return None if own_map or (named and not unprivileged) else resolve_userns(True)
+        return None if own_map or (named and not unprivileged()) else resolve_userns(True)
     if own_map and o["userns"] not in (None, False):
         raise ValueError("give the id mapping either as userns or as lxc.idmap config items, "
                          "not both")

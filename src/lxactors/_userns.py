@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["IdMap", "resolve_userns", "default_idmap", "check_delegated", "delegated_line",
-           "idmap_of", "delegate", "undelegate",
+           "idmap_of", "delegate", "undelegate", "own_idmap", "unprivileged",
            "reach_problem", "unreachable_dir", "SUBUID", "SUBGID", "DEFAULT_COUNT", "DEFAULT_START"]
 
 log = logging.getLogger("lxactors")
@@ -266,9 +266,15 @@ def _lock(fd: int, path: str, timeout: float = 30.0) -> None:
 def _cached_default() -> IdMap:
     """default_idmap(), read once per process (it only ever adds a range); in
     unprivileged mode the caller's own range, which the admin delegated."""
-    if os.geteuid() != 0:
+    if unprivileged():
         return own_idmap()
     return default_idmap()
+
+
+def unprivileged() -> bool:
+    """Whether this process uses lxactors through the privileged helper (it is
+    not root): its containers then map its own delegated ids, always."""
+    return os.geteuid() != 0
 
 
 def own_idmap(subuid: str = SUBUID, subgid: str = SUBGID) -> IdMap:
@@ -299,10 +305,7 @@ def delegated_line(item: str, subuid: str = SUBUID, subgid: str = SUBGID) -> boo
 
 
 def check_delegated(idmap: IdMap, subuid: str = SUBUID, subgid: str = SUBGID) -> None:
-    """ValueError unless root may map *idmap* (newuidmap would refuse it at start);
-    unprivileged callers' ranges are checked by the privileged helper."""
-    if os.geteuid() != 0:
-        return
+    """ValueError unless root may map *idmap* (newuidmap would refuse it at start)."""
     for what, path, start in (("uid", subuid, idmap.uid), ("gid", subgid, idmap.gid)):
         if not _covers(_root_ranges(path), start, idmap.count):
             raise ValueError(
