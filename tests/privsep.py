@@ -23,6 +23,9 @@ import lxactors
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.abspath(lxactors.__file__))
 VER = f"{sys.version_info[0]}.{sys.version_info[1]}"
+#: Root runs the install's Python without writing bytecode there (a __pycache__
+#: made under a lax umask would make the install one the user could change).
+_ROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def setup(tag: str | None = None) -> Install:
     uid = pwd.getpwnam(user).pw_uid
     root, python = make_install(tag)
     out = subprocess.run([python, "-m", "lxactors", "setup-user", user, "--python", python],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=_ROOT_ENV)
     if out.returncode != 0:
         raise RuntimeError(f"setup-user failed: {out.stdout}{out.stderr}")
     return Install(user, uid, root, python)
@@ -131,7 +134,7 @@ def _pids_of(uid: int) -> list[int]:
 def teardown(inst: Install) -> list[str]:
     """Undo :func:`setup`; return what is left behind (empty: nothing)."""
     out = subprocess.run([inst.python, "-m", "lxactors", "setup-user", "--remove", inst.user],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=_ROOT_ENV)
     left = [] if out.returncode == 0 else [f"setup-user --remove: {out.stderr.strip()[-500:]}"]
     for pid in _pids_of(inst.uid):  # the test user's processes: all started by the tests
         try:

@@ -72,7 +72,8 @@ def test_an_install_the_user_could_change_is_refused(install: privsep.Install) -
     try:
         assert any(b.startswith(code + " ") for b in unsafe_paths(install.python))
         out = subprocess.run([install.python, "-m", "lxactors", "setup-user", install.user,
-                              "--python", install.python], capture_output=True, text=True)
+                              "--python", install.python], capture_output=True, text=True,
+                             env=privsep._ROOT_ENV)
         assert out.returncode != 0 and code in out.stderr
     finally:
         os.chmod(code, 0o644)

@@ -52,8 +52,9 @@ def unsafe_paths(python: str) -> list[str]:
     """What an unprivileged user could change of the gate's code (empty: nothing)."""
     probe = ("import lxactors, os, sys; print(os.path.dirname(lxactors.__file__)); "
              "print('\\n'.join(p for p in sys.path if p))")
-    out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
-                         timeout=60, check=False, env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run([python, "-I", "-B", "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=False,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
     if out.returncode != 0:
         return [f"{python} -I cannot import lxactors: {out.stderr.strip()[-300:]}"]
     package, *path = out.stdout.splitlines()
