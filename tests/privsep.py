@@ -99,12 +99,19 @@ def setup(tag: str | None = None) -> Install:
     subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                     "--shell", "/usr/sbin/nologin", user], check=True)
     uid = pwd.getpwnam(user).pw_uid
-    root, python = make_install(tag)
-    out = subprocess.run([python, "-m", "lxactors", "setup-user", user, "--python", python],
-                         capture_output=True, text=True, check=False, env=_ROOT_ENV)
-    if out.returncode != 0:
-        raise RuntimeError(f"setup-user failed: {out.stdout}{out.stderr}")
-    return Install(user, uid, root, python)
+    root = f"/usr/local/lib/lxactors-test-{tag}"
+    inst = Install(user, uid, root, os.path.join(root, "venv", "bin", "python"))
+    try:
+        make_install(tag)
+        out = subprocess.run([inst.python, "-m", "lxactors", "setup-user", user, "--python",
+                              inst.python], capture_output=True, text=True, check=False,
+                             env=_ROOT_ENV)
+        if out.returncode != 0:
+            raise RuntimeError(f"setup-user failed: {out.stdout}{out.stderr}")
+    except BaseException:
+        teardown(inst)  # the user and the install go, whatever failed
+        raise
+    return inst
 
 
 def as_user(inst: Install, argv: list[str], timeout: float = 600,
