@@ -17,7 +17,7 @@
 #
 # Each installs what is missing first: Debian packages (lxc, lxc-dev,
 # busybox-static, rsync for liblxc's copy clones, uidmap's newuidmap for user
-# namespaces, and a C toolchain for the cffi extension), a virtualenv in
+# namespaces, sudo for unprivileged mode's helper, and a C toolchain for the cffi extension), a virtualenv in
 # .venv, and lxactors itself into it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,7 +29,7 @@ die() { echo "go: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root: liblxc needs it to create and start containers"
 
 install_debs() {
-    local want=(lxc lxc-dev busybox-static rsync uidmap gcc pkg-config)
+    local want=(lxc lxc-dev busybox-static rsync uidmap sudo gcc pkg-config)
     python3 -c 'import venv, ensurepip' 2>/dev/null || want+=(python3-venv)
     python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
         2>/dev/null || want+=(python3-dev)

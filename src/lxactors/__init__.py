@@ -39,7 +39,13 @@ if TYPE_CHECKING:
     )
     from lxactors._base import base_name, ensure_base
     from lxactors._console import Console
-    from lxactors._errors import ContainerClosedError, HelperError, LxcError, LxcTimeoutError
+    from lxactors._errors import (
+        AccessRefused,
+        ContainerClosedError,
+        HelperError,
+        LxcError,
+        LxcTimeoutError,
+    )
     from lxactors._limits import Limits
     from lxactors._messages import (
         ConsoleOutput,
@@ -55,6 +61,7 @@ if TYPE_CHECKING:
     from lxactors._window import FlowWindow
 
 _EXPORTS = {
+    "AccessRefused": "lxactors._errors",
     "Console": "lxactors._console",
     "ConsoleOutput": "lxactors._messages",
     "ContainerClosedError": "lxactors._errors",
@@ -88,6 +95,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AccessRefused",
     "Console",
     "ConsoleOutput",
     "ContainerClosedError",

@@ -19,7 +19,6 @@ from typing import Any
 import pykka
 
 from lxactors import _base
-from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._configure import check_userns, configure
 from lxactors._console import Console, hub
 from lxactors._errors import LxcError
@@ -125,9 +124,7 @@ class ContainerActor(pykka.ThreadingActor):
             check_userns(self.name, h, o.userns,
                          "the config steps changed the container's id mapping")
         if o.chroot:
-            rootfs = h.get_config_item("lxc.rootfs.path")
-            apply_chroot(self.name, rootfs_dir(rootfs), o.chroot, _base.root_owner(h),
-                         lower_dir(rootfs))
+            _base.make_in_rootfs(h, o.chroot)
         if o.limits is not None:
             # In the config, not set once running: liblxc writes them before
             # init runs, so nothing in the container starts unbounded.

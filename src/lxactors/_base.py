@@ -13,16 +13,20 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import stat
+import tempfile
 import threading
+from collections.abc import Sequence
 
 from lxactors import _validate as v
 from lxactors import liblxc
-from lxactors._chroot import FileOwner, FileSpec, apply_chroot, lower_dir, rootfs_dir
+from lxactors._chroot import ChrootSpec, FileOwner, FileSpec, apply_chroot, lower_dir, rootfs_dir
+from lxactors._errors import LxcError
 from lxactors._helperclient import Helper
 from lxactors._userns import IdMap, idmap_of
 
 __all__ = ["BASE_NAME", "base_name", "container_idmap", "ensure_base", "ephemeral_clone",
-           "root_owner", "shell_on_tty1"]
+           "make_in_rootfs", "root_owner", "shell_on_tty1"]
 
 log = logging.getLogger("lxactors")
 
@@ -60,11 +64,22 @@ def root_owner(container: liblxc.Container) -> FileOwner:
     return None if idmap is None else (idmap.uid, idmap.gid)
 
 
+def make_in_rootfs(container: liblxc.Container, specs: Sequence[ChrootSpec]) -> None:
+    """Make chroot *specs* in the container's rootfs: here as root, else by the
+    privileged helper (whose rootfs it is; copy sources are read here)."""
+    from lxactors._proxy import ProxyContainer
+
+    if isinstance(container, ProxyContainer):
+        container.apply_chroot(specs)
+        return
+    rootfs = container.get_config_item("lxc.rootfs.path")
+    apply_chroot(container.name, rootfs_dir(rootfs), specs, root_owner(container),
+                 lower_dir(rootfs))
+
+
 def shell_on_tty1(container: liblxc.Container) -> None:
     """Make a busybox container run a shell on tty1 (see INITTAB)."""
-    rootfs = container.get_config_item("lxc.rootfs.path")
-    apply_chroot(container.name, rootfs_dir(rootfs), [FileSpec(("etc", "inittab"), INITTAB, 0o644)],
-                 root_owner(container), lower_dir(rootfs))
+    make_in_rootfs(container, [FileSpec(("etc", "inittab"), INITTAB, 0o644)])
 
 
 _ready: set[tuple[str, str]] = set()
@@ -73,6 +88,24 @@ _lock = threading.Lock()
 
 def _lxcpath(path: str | None) -> str:
     return path or liblxc.default_lxcpath()
+
+
+def _lock_path(lxcpath: str, name: str) -> str:
+    """Where processes agree on who builds a base: in the lxcpath, or (an unprivileged
+    user's lxcpath belongs to root) in a private directory of the user's."""
+    if os.geteuid() == 0:
+        os.makedirs(lxcpath, exist_ok=True)
+        return os.path.join(lxcpath, f".{name}.lock")
+    mine = os.path.join(tempfile.gettempdir(), f"lxactors-{os.getuid()}")
+    try:
+        os.mkdir(mine, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(mine)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise LxcError(name, "build base", f"{mine} must be a private directory of yours")
+    tag = lxcpath.strip("/").replace("/", "_")
+    return os.path.join(mine, f"{tag}.{name}.lock")
 
 
 def ensure_base(path: str | None, idmap: IdMap | None = None, template: str = "busybox",
@@ -93,8 +126,7 @@ def ensure_base(path: str | None, idmap: IdMap | None = None, template: str = "b
     with _lock:
         if (lxcpath, name) in _ready:
             return lxcpath
-        os.makedirs(lxcpath, exist_ok=True)
-        with open(os.path.join(lxcpath, f".{name}.lock"), "w") as lockf:
+        with open(_lock_path(lxcpath, name), "w") as lockf:
             fcntl.flock(lockf, fcntl.LOCK_EX)
             with liblxc.Container(name, lxcpath) as base:
                 if not base.is_defined():

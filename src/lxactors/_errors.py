@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["LxcError", "ContainerClosedError", "HelperError", "LxcTimeoutError"]
+__all__ = ["LxcError", "AccessRefused", "ContainerClosedError", "HelperError", "LxcTimeoutError"]
 
 
 class LxcError(Exception):
@@ -55,3 +55,11 @@ class HelperError(LxcError):
 
 class LxcTimeoutError(LxcError, TimeoutError):
     """A blocking liblxc call did not finish within its timeout."""
+
+
+class AccessRefused(LxcError, PermissionError):
+    """The privileged helper refused an unprivileged caller's request.
+
+    ``message`` names the rule of ``/etc/lxactors/access.conf`` (or the
+    built-in one) that refused it; nothing was changed.
+    """

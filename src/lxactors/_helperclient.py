@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lxactors._errlog import log_dir
-from lxactors._errors import HelperError, LxcError, LxcTimeoutError
+from lxactors._errors import AccessRefused, HelperError, LxcError, LxcTimeoutError
 from lxactors._helper import wire
 from lxactors._singleton import PerProcess
 
@@ -65,18 +65,21 @@ class Reply:
             poller.register(self.fd, select.POLLIN)
             if not poller.poll(None if remaining is None else max(0, int(remaining * 1000) + 1)):
                 continue
-            chunk = os.read(self.fd, 1 << 16)
+            chunk = self._read()
             if not chunk:
                 raise HelperError(
                     self.container, self.operation, "the helper worker ended without answering"
                 )
             self._frames.feed(chunk)
 
+    def _read(self) -> bytes:
+        return os.read(self.fd, 1 << 16)
+
     def _decode(self, frame: tuple[Any, ...]) -> Any:
         if frame[0] == "ok":
             return frame[1]
         _, kind, message, log = frame
-        cls = HelperError if kind == "helper" else LxcError
+        cls = {"helper": HelperError, "refused": AccessRefused}.get(kind, LxcError)
         raise cls(self.container, self.operation, message, log)
 
     def close(self) -> None:
@@ -334,7 +337,17 @@ def _isolated_python_finds_us() -> bool:
 
 #: The wrapper of this process's helper (set_helper_wrapper); kept across forks.
 _wrapper: tuple[str, ...] = ()
-_process_helper: PerProcess[Helper] = PerProcess(lambda: Helper(_wrapper, process_wide=True))
+
+
+def _make_helper() -> Helper:
+    if os.geteuid() != 0:  # unprivileged mode: the gate, through the launcher
+        from lxactors._launcher import GateHelper
+
+        return GateHelper()
+    return Helper(_wrapper, process_wide=True)
+
+
+_process_helper: PerProcess[Helper] = PerProcess(_make_helper)
 
 
 def helper() -> Helper:
@@ -349,6 +362,6 @@ def set_helper_wrapper(wrapper: Sequence[str]) -> None:
     """
     global _wrapper
     _wrapper = tuple(wrapper)
-    old = _process_helper.replace(Helper(_wrapper, process_wide=True))
+    old = _process_helper.replace(_make_helper())
     if old is not None:
         old.close()

@@ -14,7 +14,7 @@ from lxactors._chroot import ChrootSpec, parse_chroot
 from lxactors._console import DEFAULT_WINDOW
 from lxactors._limits import Limits, host_layout, limit_config, parse_limits
 from lxactors._policy import Type, check_type
-from lxactors._userns import IdMap, reach_problem, resolve_userns
+from lxactors._userns import IdMap, reach_problem, resolve_userns, unprivileged
 
 __all__ = ["SpawnOptions", "ConfigStep", "parse_options", "random_name", "spawn_options"]
 
@@ -240,7 +240,8 @@ def _userns(o: dict[str, Any], named: bool) -> IdMap | None:
         raise ValueError("an unnamed container is a clone of a base made for its id mapping: "
                          "choose the mapping with userns, not lxc.idmap config items")
     if "userns" not in o:
-        return None if named or own_map else resolve_userns(True)
+        # Unprivileged callers' containers always map ids (the helper insists).
+        return None if own_map or (named and not unprivileged()) else resolve_userns(True)
     if own_map and o["userns"] not in (None, False):
         raise ValueError("give the id mapping either as userns or as lxc.idmap config items, "
                          "not both")

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["IdMap", "resolve_userns", "default_idmap", "check_delegated", "delegated_line",
-           "idmap_of",
+           "idmap_of", "delegate", "undelegate", "own_idmap", "unprivileged",
            "reach_problem", "unreachable_dir", "SUBUID", "SUBGID", "DEFAULT_COUNT", "DEFAULT_START"]
 
 log = logging.getLogger("lxactors")
@@ -183,6 +183,69 @@ def _default_idmap(subuid: str, subgid: str, lock: str) -> IdMap:
     return found
 
 
+def _owner_ranges(path: str, owners: tuple[str, ...]) -> list[tuple[int, int]]:
+    return [(s, n) for owner, s, n in _read_ranges(path) if owner in owners]
+
+
+def delegate(user: str, uid: int, subuid: str = SUBUID, subgid: str = SUBGID,
+             lock: str = PWD_LOCK) -> IdMap:
+    """The user's range of 65536 ids (delegated now if it has none), also delegated
+    to root: the privileged helper maps it (unprivileged mode, issue 16).  Root's
+    own range is delegated first, so root's containers never get the user's ids."""
+    default_idmap(subuid, subgid, lock)
+    owners = (user, str(uid))
+    with _delegating:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _lock(fd, lock)
+            mine = [[r for r in _owner_ranges(p, owners) if r[1] >= DEFAULT_COUNT]
+                    for p in (subuid, subgid)]
+            if not (mine[0] and mine[1]):
+                taken = [(s, n) for f in (subuid, subgid) for _, s, n in _read_ranges(f)]
+                start = _first_free(taken, DEFAULT_COUNT)
+                for path in (subuid, subgid):
+                    _append(path, f"{user}:{start}:{DEFAULT_COUNT}\n")
+                    _append(path, f"root:{start}:{DEFAULT_COUNT}\n")
+                mine = [[(start, DEFAULT_COUNT)], [(start, DEFAULT_COUNT)]]
+            for path, (s, n) in zip((subuid, subgid), (mine[0][0], mine[1][0]), strict=True):
+                if not _covers(_root_ranges(path), s, n):
+                    _append(path, f"root:{s}:{n}\n")
+        finally:
+            os.close(fd)
+    return IdMap(mine[0][0][0], mine[1][0][0], DEFAULT_COUNT)
+
+
+def undelegate(user: str, uid: int, subuid: str = SUBUID, subgid: str = SUBGID,
+               lock: str = PWD_LOCK) -> None:
+    """Undo :func:`delegate`: the user's lines, and root's lines for the same ranges."""
+    owners = (user, str(uid))
+    with _delegating:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _lock(fd, lock)
+            for path in (subuid, subgid):
+                mine = {(s, n) for s, n in _owner_ranges(path, owners)}
+                if not mine:
+                    continue
+                with open(path, encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+                keep = []
+                for line in lines:
+                    parts = line.strip().split(":")
+                    ours = (len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit()
+                            and (int(parts[1]), int(parts[2])) in mine
+                            and parts[0] in (*owners, "root"))
+                    if not ours:
+                        keep.append(line)
+                tmp = f"{path}.lxactors-tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write("".join(ln + "\n" for ln in keep))
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                os.replace(tmp, path)
+        finally:
+            os.close(fd)
+
+
 def _lock(fd: int, path: str, timeout: float = 30.0) -> None:
     """lckpwdf(3)'s lock, waited for at most *timeout* seconds (vipw holds it)."""
     deadline = time.monotonic() + timeout
@@ -201,8 +264,34 @@ def _lock(fd: int, path: str, timeout: float = 30.0) -> None:
 
 @functools.cache
 def _cached_default() -> IdMap:
-    """default_idmap(), read once per process (it only ever adds a range)."""
+    """default_idmap(), read once per process (it only ever adds a range); in
+    unprivileged mode the caller's own range, which the admin delegated."""
+    if unprivileged():
+        return own_idmap()
     return default_idmap()
+
+
+def unprivileged() -> bool:
+    """Whether this process uses lxactors through the privileged helper (it is
+    not root): its containers then map its own delegated ids, always."""
+    return os.geteuid() != 0
+
+
+def own_idmap(subuid: str = SUBUID, subgid: str = SUBGID) -> IdMap:
+    """An unprivileged caller's range of 65536 ids (``lxactors setup-user``'s)."""
+    import pwd
+
+    try:
+        owners: tuple[str, ...] = (pwd.getpwuid(os.getuid()).pw_name, str(os.getuid()))
+    except KeyError:
+        owners = (str(os.getuid()),)
+    uids = [r for r in _owner_ranges(subuid, owners) if r[1] >= DEFAULT_COUNT]
+    gids = [r for r in _owner_ranges(subgid, owners) if r[1] >= DEFAULT_COUNT]
+    if not (uids and gids):
+        raise ValueError(f"user namespaces: {owners[0]} has no range of {DEFAULT_COUNT} ids in "
+                         f"{subuid} and {subgid}; an admin runs 'lxactors setup-user "
+                         f"{owners[0]}'")
+    return IdMap(uids[0][0], gids[0][0], DEFAULT_COUNT)
 
 
 def delegated_line(item: str, subuid: str = SUBUID, subgid: str = SUBGID) -> bool:

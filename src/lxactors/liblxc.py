@@ -7,7 +7,9 @@ carrying liblxc's own error lines; predicates return ``bool``.
 
 Calls that fork (``start``, ``create``, ``attach``, ``clone``, ``destroy``,
 snapshots, ``mount``...) run in the helper process, never in yours; the
-rest call liblxc directly.
+rest call liblxc directly.  A process that is not root gets a proxy instead
+(``lxactors._proxy``): every member is a request to the privileged helper,
+which authorizes it (issue 16).
 """
 
 from __future__ import annotations
@@ -173,6 +175,15 @@ class Container:
     *path* is the lxcpath (the directory holding containers); ``None`` uses
     liblxc's default.  Close it with :meth:`close` or a ``with`` block.
     """
+
+    def __new__(cls, name: str, path: str | os.PathLike[str] | None = None,
+                *, helper: Helper | None = None) -> Container:
+        # Unprivileged mode (issue 16): the handle lives in the gate, root's.
+        if cls is Container and os.geteuid() != 0:
+            from lxactors._proxy import ProxyContainer
+
+            return super().__new__(ProxyContainer)
+        return super().__new__(cls)
 
     def __init__(self, name: str, path: str | os.PathLike[str] | None = None,
                  *, helper: Helper | None = None) -> None:
@@ -957,6 +968,10 @@ class Container:
 
 
 def _list(fn: Any, path: str | os.PathLike[str] | None) -> list[str]:
+    if os.geteuid() != 0:  # the lxcpath belongs to root: the gate lists it
+        from lxactors._proxy import list_containers
+
+        return list_containers(fn.__name__.split("_")[1], path)
     raw = None if path is None else v.check_path(path, "lxcpath")
     names = ffi.new("char ***")
     n = fn(_c_str(raw), names, NULL)
@@ -991,7 +1006,12 @@ def get_global_config_item(key: str) -> str | None:
 
 
 def default_lxcpath() -> str:
-    """The lxcpath used when none is given: liblxc's ``lxc.lxcpath`` (``/var/lib/lxc``)."""
+    """The lxcpath used when none is given: liblxc's ``lxc.lxcpath`` (``/var/lib/lxc``);
+    in unprivileged mode the user's own (``/var/lib/lxactors/users/UID``)."""
+    if os.geteuid() != 0:
+        from lxactors._launcher import own_lxcpath
+
+        return own_lxcpath()
     return get_global_config_item("lxc.lxcpath") or "/var/lib/lxc"
 
 

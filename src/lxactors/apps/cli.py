@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["APPS", "main", "parser"]
 
+#: Where an admin lets ordinary users run lxactors (``lxactors setup-user``).
+ACCESS_CONF = "/etc/lxactors/access.conf"
+
 #: The subcommands' modules, in ``--help`` order.
 APPS: tuple[str, ...] = (
     "lxactors.apps.demo",
@@ -31,6 +34,7 @@ APPS: tuple[str, ...] = (
     "lxactors.apps.imc",
     "lxactors.apps.ls",
     "lxactors.apps.connect",
+    "lxactors.apps.setup_user",
 )
 
 
@@ -65,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # (Inside: an app that cannot be imported is one line, status 1.)
         args = parser().parse_args(argv)
-        if getattr(args, "root", True) and os.geteuid() != 0:
-            say("must run as root (liblxc creates and starts containers)")
+        if getattr(args, "root", True) and os.geteuid() != 0 and not os.path.exists(ACCESS_CONF):
+            say("must run as root (liblxc creates and starts containers), or be set up for "
+                "unprivileged use: 'lxactors setup-user USER' as root")
             return 1
         loggers = getattr(args, "log", None)
         if loggers is not None:

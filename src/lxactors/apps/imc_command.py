@@ -292,11 +292,15 @@ class Imc:
                cwd: str | None, boot_timeout: float) -> None:
         from lxactors import liblxc
 
-        os.makedirs(plan.lxcpath, exist_ok=True)
-        os.mkdir(self.container_dir, 0o755)
+        # Unprivileged, the lxcpath is root's: the privileged helper makes the rootfs.
+        privileged = os.geteuid() == 0
+        if privileged:
+            os.makedirs(plan.lxcpath, exist_ok=True)
+            os.mkdir(self.container_dir, 0o755)
         try:
-            os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
-            marker.write(self.container_dir, "imc", uid=self.host_uid, command=plan.command)
+            if privileged:
+                os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
+                marker.write(self.container_dir, "imc", uid=self.host_uid, command=plan.command)
             self._ref = lxactors.spawn(
                 plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
                 config=plan.config, create={"template": None}, chroot=plan.chroot,

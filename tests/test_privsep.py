@@ -1,0 +1,180 @@
+"""Unprivileged mode end to end (issue 16): a test user, sudo, the gate, access.conf.
+
+The module's fixture makes a system user and a root-owned install, runs
+``lxactors setup-user`` for it, and after the tests undoes it all and checks
+that nothing is left (user, sudoers drop-in, access.conf section, subids,
+its lxcpath).  The unprivileged suite (``tests/unprivileged``) runs as that
+user; the rest checks, from root's side, what the user must not reach.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from lxactors import liblxc
+from lxactors.admin import unsafe_paths
+from tests import privsep
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("sudo") is None,
+                                reason="makes a user and a sudoers drop-in: needs root and sudo")
+
+
+@pytest.fixture(scope="module")
+def install() -> Iterator[privsep.Install]:
+    inst = privsep.setup()
+    try:
+        yield inst
+    finally:
+        left = privsep.teardown(inst)
+        assert left == [], f"left behind: {left}"
+
+
+def _script(inst: privsep.Install, code: str) -> subprocess.CompletedProcess[str]:
+    return privsep.as_user(inst, [inst.python, "-c", textwrap.dedent(code)], timeout=300)
+
+
+def test_the_unprivileged_suite_passes_as_an_ordinary_user(install: privsep.Install) -> None:
+    out = privsep.as_user(install, [install.python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                    "-s", "tests/unprivileged"], timeout=1200)
+    print(out.stdout[-4000:], out.stderr[-2000:])
+    assert out.returncode == 0
+    m = re.search(r"(\d+) passed", out.stdout)
+    assert m and int(m.group(1)) >= 60 and "failed" not in out.stdout.splitlines()[-1]
+
+
+def test_the_sudoers_line_names_one_root_owned_command(install: privsep.Install) -> None:
+    path = f"/etc/sudoers.d/lxactors-{install.user}"
+    st = os.stat(path)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o440)
+    with open(path) as f:
+        lines = [ln for ln in f.read().splitlines() if ln and not ln.startswith("#")]
+    assert lines == [f"{install.user} ALL=(root) NOPASSWD: {install.python} -I -m "
+                     "lxactors._helper.gate"]
+    assert subprocess.run(["visudo", "-cf", path], capture_output=True).returncode == 0
+    assert unsafe_paths(install.python) == []
+    # sudo gives the user that command only, with no other arguments
+    out = privsep.as_user(install, ["sudo", "-n", install.python, "-c", "print(1)"])
+    assert out.returncode != 0 and "1" not in out.stdout
+
+
+def test_an_install_the_user_could_change_is_refused(install: privsep.Install) -> None:
+    code = os.path.join(install.root, "venv", "lib", f"python{privsep.VER}", "site-packages",
+                        "lxactors", "_helper", "gate.py")
+    os.chmod(code, 0o666)
+    try:
+        assert any(b.startswith(code + " ") for b in unsafe_paths(install.python))
+        out = subprocess.run([install.python, "-m", "lxactors", "setup-user", install.user,
+                              "--python", install.python], capture_output=True, text=True,
+                             env=privsep._ROOT_ENV)
+        assert out.returncode != 0 and code in out.stderr
+    finally:
+        os.chmod(code, 0o644)
+    assert unsafe_paths(install.python) == []
+
+
+def test_roots_containers_are_out_of_reach(install: privsep.Install, lxcpath: str,
+                                           make_container: Callable[..., liblxc.Container]) -> None:
+    c = make_container()
+    c.start()
+    out = _script(install, f"""
+        from lxactors import AccessRefused, liblxc
+        from lxactors._helperclient import helper
+        from lxactors._helper import wire
+        for attempt in (lambda: liblxc.Container({c.name!r}, {lxcpath!r}).stop(),
+                        lambda: liblxc.list_active_containers({lxcpath!r}),
+                        lambda: helper().register({lxcpath!r}, {c.name!r}, "temporary")):
+            try:
+                attempt()
+                print("ALLOWED")
+            except AccessRefused as exc:
+                print("refused", exc)
+        """)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert sum(ln.startswith("refused ") for ln in lines) == 3 and "ALLOWED" not in out.stdout
+    assert "rule lxcpath" in out.stdout
+    assert c.is_running() and c.is_defined()
+    c.stop()
+
+
+@pytest.fixture
+def shared(install: privsep.Install) -> Iterator[str]:
+    """A shared lxcpath granted to the test user in access.conf (and taken back)."""
+    path = tempfile.mkdtemp(prefix="lxactors-shared-", dir="/var/tmp")
+    os.chmod(path, 0o711)
+    conf = "/etc/lxactors/access.conf"
+    with open(conf) as f:
+        before = f.read()
+    with open(conf, "w") as f:
+        f.write(before.replace(f"[user:{install.user}]\n",
+                               f"[user:{install.user}]\nlxcpaths = {path}\n"))
+    try:
+        yield path
+    finally:
+        with open(conf, "w") as f:
+            f.write(before)
+        for name in liblxc.list_defined_containers(path):
+            with liblxc.Container(name, path) as c:
+                if c.is_running():
+                    c.stop()
+                c.destroy()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_in_a_shared_lxcpath_only_the_users_own_containers(install: privsep.Install,
+                                                            shared: str) -> None:
+    with liblxc.Container("roots", shared) as c:  # root's, in the shared path
+        c.set_config_item("lxc.uts.name", "roots")
+        c.save_config()
+    out = _script(install, f"""
+        from lxactors import AccessRefused, liblxc
+        from lxactors._userns import own_idmap
+        c = liblxc.Container("roots", {shared!r})
+        for attempt in (c.destroy, lambda: c.set_config_item("lxc.uts.name", "mine"), c.start,
+                        lambda: c.attach_run_wait(["id"]), lambda: c.rename("stolen")):
+            try:
+                attempt()
+                print("ALLOWED")
+            except AccessRefused as exc:
+                print("refused", exc)
+        m = liblxc.Container("mine", {shared!r})
+        for k, v in own_idmap().config:
+            m.set_config_item(k, v)
+        m.create(None)
+        print("made", m.is_defined())
+        """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("rule owner") == 5 and "ALLOWED" not in out.stdout
+    assert "made True" in out.stdout
+    with open(os.path.join(shared, "mine", "lxactors-owner")) as f:
+        assert f.read().strip() == str(install.uid)
+    with liblxc.Container("roots", shared) as c:
+        assert c.is_defined() and c.get_config_item("lxc.uts.name") == "roots"
+
+
+def test_a_user_without_a_section_is_refused(install: privsep.Install) -> None:
+    conf = "/etc/lxactors/access.conf"
+    with open(conf) as f:
+        before = f.read()
+    with open(conf, "w") as f:
+        f.write(before.replace(f"[user:{install.user}]\n", ""))
+    try:
+        out = _script(install, """
+            from lxactors import AccessRefused, liblxc
+            try:
+                liblxc.Container("x")
+            except AccessRefused as exc:
+                print("refused", exc)
+            """)
+    finally:
+        with open(conf, "w") as f:
+            f.write(before)
+    assert "refused" in out.stdout and "does not let" in out.stdout, out.stdout + out.stderr
