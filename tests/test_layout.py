@@ -57,6 +57,10 @@ def _imports(name: str, path: Path, known: set[str]) -> Iterator[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     loggers = _logger_names(tree)
+    # ``python -m MODULE`` starts another process: not an import of MODULE.
+    launched = {id(b) for node in ast.walk(tree) if isinstance(node, (ast.Tuple, ast.List))
+                for a, b in zip(node.elts, node.elts[1:], strict=False)
+                if isinstance(a, ast.Constant) and a.value == "-m"}
     for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
@@ -69,7 +73,8 @@ def _imports(name: str, path: Path, known: set[str]) -> Iterator[str]:
                 sub = f"{base}.{alias.name}"
                 yield sub if sub in known else base
         elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
-              and "." in node.value and node.value in known and id(node) not in loggers):
+              and "." in node.value and node.value in known and id(node) not in loggers
+              and id(node) not in launched):
             yield node.value  # a lazy import by name (not the bare package: a log prefix)
 
 

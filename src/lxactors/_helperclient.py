@@ -339,10 +339,24 @@ def _isolated_python_finds_us() -> bool:
 _wrapper: tuple[str, ...] = ()
 
 
-def _make_helper() -> Helper:
-    if os.geteuid() != 0:  # unprivileged mode: the gate, through the launcher
-        from lxactors._launcher import GateHelper
+class GateHelper(Helper):
+    """This process's helper in unprivileged mode: the gate (root, through sudo,
+    see :mod:`lxactors._launcher`), which authorizes every request."""
 
+    def __init__(self) -> None:
+        super().__init__((), process_wide=False)
+
+    def _spawn(self) -> None:
+        from lxactors._launcher import start_gate
+
+        if self._pid == os.getpid():
+            self._close_locked()
+        self._proc, self._sock = start_gate()
+        self._pid = os.getpid()
+
+
+def _make_helper() -> Helper:
+    if os.geteuid() != 0:  # unprivileged mode: the gate
         return GateHelper()
     return Helper(_wrapper, process_wide=True)
 

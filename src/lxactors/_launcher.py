@@ -23,9 +23,8 @@ import tempfile
 
 from lxactors._errors import AccessRefused, HelperError
 from lxactors._helper.calls import HELLO
-from lxactors._helperclient import Helper
 
-__all__ = ["ACCESS_CONF", "GateHelper", "gate_command", "own_lxcpath", "settings",
+__all__ = ["ACCESS_CONF", "gate_command", "start_gate", "own_lxcpath", "settings",
            "unprivileged"]
 
 ACCESS_CONF = "/etc/lxactors/access.conf"
@@ -62,48 +61,38 @@ def gate_command() -> list[str]:
     return ["sudo", "-n", "--", settings()[0], *GATE_ARGS]
 
 
-class GateHelper(Helper):
-    """This process's helper in unprivileged mode: the gate, through sudo."""
-
-    def __init__(self) -> None:
-        super().__init__((), process_wide=False)
-
-    def _spawn(self) -> None:
-        if self._pid == os.getpid():
-            self._close_locked()
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        errors = tempfile.TemporaryFile()
-        try:
-            self._proc = subprocess.Popen(gate_command(), stdin=child.fileno(),
-                                          stdout=subprocess.DEVNULL, stderr=errors,
-                                          close_fds=True)
-        except OSError as exc:
-            parent.close()
-            raise HelperError(None, "start helper", f"cannot run sudo for the gate: {exc}; "
-                              "an admin runs 'lxactors setup-user USER' once") from exc
-        finally:
-            child.close()
-        parent.settimeout(START_TIMEOUT)
-        try:
-            hello = parent.recv(8192)
-        except OSError:
-            hello = b""
-        parent.settimeout(None)
-        if hello != HELLO:
-            parent.close()
-            self._proc.wait(10)
-            self._proc = None
-            errors.seek(0)
-            said = errors.read()[-2000:].decode("utf-8", "replace").strip()
-            if hello.startswith(b"refused "):
-                raise AccessRefused(None, "start helper", hello[8:].decode("utf-8", "replace"))
-            raise HelperError(None, "start helper",
-                              f"the gate did not start ({' '.join(gate_command())}): "
-                              f"{said or 'no answer'}; an admin runs 'lxactors setup-user "
-                              f"{_user()}' once to allow it")
-        errors.close()
-        self._sock = parent
-        self._pid = os.getpid()
+def start_gate() -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start the gate through sudo; return it and the socket to it, once it said hello."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    errors = tempfile.TemporaryFile()
+    try:
+        proc = subprocess.Popen(gate_command(), stdin=child.fileno(),
+                                stdout=subprocess.DEVNULL, stderr=errors, close_fds=True)
+    except OSError as exc:
+        parent.close()
+        raise HelperError(None, "start helper", f"cannot run sudo for the gate: {exc}; "
+                          "an admin runs 'lxactors setup-user USER' once") from exc
+    finally:
+        child.close()
+    parent.settimeout(START_TIMEOUT)
+    try:
+        hello = parent.recv(8192)
+    except OSError:
+        hello = b""
+    parent.settimeout(None)
+    if hello != HELLO:
+        parent.close()
+        proc.wait(10)
+        errors.seek(0)
+        said = errors.read()[-2000:].decode("utf-8", "replace").strip()
+        if hello.startswith(b"refused "):
+            raise AccessRefused(None, "start helper", hello[8:].decode("utf-8", "replace"))
+        raise HelperError(None, "start helper",
+                          f"the gate did not start ({' '.join(gate_command())}): "
+                          f"{said or 'no answer'}; an admin runs 'lxactors setup-user "
+                          f"{_user()}' once to allow it")
+    errors.close()
+    return proc, parent
 
 
 def _user() -> str:

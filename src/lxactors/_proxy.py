@@ -22,6 +22,7 @@ from typing import Any
 
 from lxactors import _validate as v
 from lxactors._chroot import ChrootSpec, CopySpec, DirSpec, FileSpec
+from lxactors._container import Attached, AttachResult, ConsoleFd, Container, Snapshot
 from lxactors._errors import (
     AccessRefused,
     ContainerClosedError,
@@ -32,7 +33,6 @@ from lxactors._errors import (
 from lxactors._helper import wire
 from lxactors._helper.calls import Call, Chroot, CloseHandle, ListContainers, Open
 from lxactors._helperclient import DEFAULT_TIMEOUT, Helper, Reply, helper
-from lxactors.liblxc import Attached, AttachResult, ConsoleFd, Container, Snapshot
 
 __all__ = ["ProxyContainer", "list_containers"]
 
@@ -379,7 +379,7 @@ class ProxyContainer(Container):
 
 
 def _gate(given: Helper | None) -> Helper:
-    from lxactors._launcher import GateHelper
+    from lxactors._helperclient import GateHelper
 
     if isinstance(given, GateHelper) or (given is not None and getattr(given, "is_gate", False)):
         return given
