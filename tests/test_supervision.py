@@ -130,12 +130,12 @@ def test_owner_thread_ended(type_: str, lxcpath: str, named: Any) -> None:
 
 
 def _owner_process(path: str, name: str, type_: str, mode: str,
-                   new_type: str | None = None) -> subprocess.Popen[str]:
+                   new_type: str | None = None, new_session: bool = False) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "tests.owner_process", path, name, type_, mode]
     if new_type:
         args.append(new_type)
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, start_new_session=new_session)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("ready"), line
@@ -161,6 +161,18 @@ def test_owner_process_sigkilled(type_: str, lxcpath: str, named: Any) -> None:
     _expect(lxcpath, name, type_)
     # Its liblxc log directory (which it could not remove) is removed by its helper.
     wait_for(lambda: not _log_dirs(proc.pid), what=f"log directories of pid {proc.pid} removed")
+
+
+@pytest.mark.parametrize("type_", TYPES)
+def test_owner_process_group_sigkilled(type_: str, lxcpath: str, named: Any) -> None:
+    """The owner's whole process group SIGKILLed (as Ray does to a dead worker's): the helper,
+    in a session of its own, is not in it and applies the policy."""
+    name = named("killpg")
+    proc = _owner_process(lxcpath, name, type_, "wait", new_session=True)
+    assert _status(lxcpath, name)[1] == "RUNNING"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    _expect(lxcpath, name, type_)
 
 
 def _log_dirs(pid: int) -> list[str]:

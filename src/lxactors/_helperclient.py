@@ -179,6 +179,11 @@ class Helper:
                 stdout=subprocess.DEVNULL,
                 stderr=err_w,
                 close_fds=True,
+                # Out of the user's process group: a signal to the whole group
+                # (Ray's SIGTERM-then-SIGKILL of a dead worker's group, a shell's
+                # `kill -9 -PGID`) must not take the helper along with its owner,
+                # or nobody is left to apply the policies.
+                start_new_session=True,
             )
         except OSError as exc:
             parent.close()

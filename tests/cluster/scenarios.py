@@ -30,8 +30,16 @@ def node_map() -> dict[str, str]:
     return {n.labels[LABEL]: n.id for n in cluster.nodes() if LABEL in n.labels}
 
 
-def agent_info(node: str) -> dict[str, Any]:
-    return ray.get(cluster.agent(node).info.remote(), timeout=60)  # type: ignore[no-any-return]
+def agent_info(node: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The agent's info; while Ray restarts a killed agent, asked again until *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get(cluster.agent(node).info.remote(), timeout=timeout)  # type: ignore[no-any-return]
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def spawn(key: str, name: str = "", **options: Any) -> dict[str, str]:

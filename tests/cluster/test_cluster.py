@@ -214,14 +214,47 @@ def test_node_lost_owner_told_within_2s(ray_cluster: Cluster) -> None:
         wait_for(lambda: state(c, "n1", got["name"]) == "gone", timeout=15,
                  what="the lost node's temporary container removed")
     finally:
-        # The node back, for whatever runs next: its processes ended by pid, then started again.
         remove(c, "n1", got["name"])
-        for pid in node.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        wait_for(lambda: not node.pids(), timeout=15, what="n1's processes gone")
-        c.net.start_node(node)
-        wait_for(lambda: "n1" in d.call("node_map"), timeout=30, what="n1 back")
-        c.refresh()
+        _restart(c, "n1")
+
+
+def _kill_node(c: Cluster, node: str) -> None:
+    """SIGKILL every process of *node* (by pid: all of those in its network namespace)."""
+    for pid in c.net.nodes[int(node[1:])].pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _restart(c: Cluster, node: str) -> None:
+    """The node back, for whatever runs next: its processes ended by pid, then started again."""
+    n = c.net.nodes[int(node[1:])]
+    _kill_node(c, node)
+    wait_for(lambda: not n.pids(), timeout=15, what=f"{node}'s processes gone")
+    c.net.start_node(n)
+    wait_for(lambda: node in c.driver.call("node_map"), timeout=30, what=f"{node} back")
+    c.refresh()
+
+
+def test_driver_node_lost_other_nodes_apply_the_policies(ray_cluster: Cluster) -> None:
+    """The node a driver runs on dies with it (raylet, driver, everything SIGKILLed): the
+    containers it owned on the other nodes get their policies there."""
+    c = ray_cluster
+    victim = c.net.driver(1)  # a driver on n1
+    made = _spawn_three(lambda k, n, **o: victim.call("spawn", k, n, **o)["name"], c, ("n2", "n0", "n2"))
+    try:
+        killed = time.monotonic()
+        _kill_node(c, "n1")
+        victim.kill()  # reaped
+        took = _assert_policies(c, made, killed, within=15.0)
+        assert took < 5.0, took
+        # Still adoptable by name from a driver on a live node.
+        node, name = made["permanent"]
+        c.driver.call("spawn", "adopted-after-loss", name, node=c.ids[node])
+        assert c.driver.call("call", "adopted-after-loss", "state") == "RUNNING"
+        c.driver.call("exit", "adopted-after-loss")
+    finally:
+        for node, name in made.values():
+            remove(c, node, name)
+        _restart(c, "n1")

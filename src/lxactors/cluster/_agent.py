@@ -5,14 +5,14 @@ kills a non-detached actor's process at once when its owner dies (no atexit,
 no ``__del__``) and SIGKILLs a dying worker's children, so lxactors cannot
 run inside the owner.  It runs here, in a detached actor pinned to its node
 (hard node affinity), restarted by Ray if it dies.  Each container is
-spawned with a :class:`lxactors.Mailbox` of its own as owner; when the
-owner's lease ends (see ``_lease``) the agent closes those mailboxes, and
+spawned with an :class:`~lxactors.cluster._outbox.Outbox` of its own as owner; when
+the owner's lease ends (see ``_lease``) the agent closes those outboxes, and
 lxactors' supervisor applies each container's policy.  If the agent itself
 is killed, lxactors' helper on this node sees its end and applies the same
 table, as it does for any process.
 
 Messages reach the owner through one streaming generator per container:
-console bytes merged into batches of up to ``BATCH`` bytes, at most
+console bytes merged into batches of up to ``BATCH`` bytes (see ``_outbox``), at most
 ``BACKPRESSURE`` batches ahead of the consumer, so a stalled owner stops the
 pty (memory bounded, nothing dropped).
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -32,17 +31,25 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import lxactors
+from lxactors.cluster._outbox import Outbox
 
-__all__ = ["Agent", "agent", "AGENT_NAMESPACE", "BATCH", "BACKPRESSURE", "PATH_ENV"]
+__all__ = ["Agent", "agent", "AGENT_NAMESPACE", "BATCH", "BACKPRESSURE", "PATH_ENV", "WINDOW"]
 
 log = logging.getLogger("lxactors")
 
 #: Ray namespace of the agents (named ``lxactors-agent-<node id>``).
 AGENT_NAMESPACE = "lxactors"
-#: Console bytes per streamed batch (64 KiB: 278 MB/s between nodes where 4 KiB gave 43).
-BATCH = 64 * 1024
-#: Batches a container's stream may run ahead of its owner (16 x 64 KiB: 1 MiB at most).
-BACKPRESSURE = 16
+#: Console bytes per streamed batch, at most (each item costs about half a millisecond
+#: of CPU on each end: 64 KiB batches ran at 0.5-0.7x local console speed, 256 KiB at 0.8-0.9x).
+BATCH = 256 * 1024
+#: Batches a container's stream may run ahead of its owner (4 x 256 KiB: 1 MiB at most).
+BACKPRESSURE = 4
+#: The largest stream item Ray sends inline with its reply: Ray's default (100 KiB) would
+#: put each batch through the object store, 6x slower.
+INLINE = 1 << 20
+#: The console window of the agent's own containers, unless the spawn sets ``window``:
+#: large enough for a batch to fill before the pty is paused.
+WINDOW = 2 * BATCH
 #: The node's default lxcpath, if set in the environment the node was started with.
 PATH_ENV = "LXACTORS_LXCPATH"
 #: Threads for calls (spawn, exit, send, ...) and for message streams, per agent.
@@ -52,15 +59,15 @@ STREAM_THREADS = 1024
 IDLE_CHECK = 0.5
 #: A console read at least this large means bulk output: the batch waits up to
 #: ``LINGER`` s for more (a pty gives about 4 KiB per read, and a streamed item
-#: costs about a millisecond); smaller reads (typing, prompts) go at once.
+#: costs about half a millisecond on each end); smaller reads (typing, prompts) go at once.
 BULK = 2048
-LINGER = 0.002
+LINGER = 0.008
 
 
 @dataclass(eq=False)
 class _Held:
     ref: lxactors.ContainerRef
-    mailbox: lxactors.Mailbox
+    outbox: Outbox
     lease: str
 
 
@@ -93,7 +100,7 @@ class Agent:
         return watch
 
     def _lease_ended(self, lease_id: str) -> None:
-        """The owner is gone: close its mailboxes, so that lxactors applies the policies."""
+        """The owner is gone: close its outboxes, so that lxactors applies the policies."""
         with self._lock:
             watch = self._leases.pop(lease_id, None)
             if watch is None:
@@ -104,7 +111,7 @@ class Agent:
             log.info("owner lease %s ended: applying the policies of %s", lease_id,
                      ", ".join(h.ref.name for h in held))
         for h in held:
-            h.mailbox.close()
+            h.outbox.close()
 
     def _get(self, cid: str, operation: str) -> _Held:
         with self._lock:
@@ -132,15 +139,17 @@ class Agent:
         watch = self._watch(lease_id, lease)
         if self.path is not None and options.get("path") is None:
             options = {**options, "path": self.path}
-        mailbox = lxactors.Mailbox()
-        ref = lxactors.spawn(name, owner=mailbox, **options)
+        options = {"window": WINDOW, **options}
+        window = options["window"]
+        outbox = Outbox(min(BATCH, window // 2) if isinstance(window, int) else BATCH, BULK, LINGER)
+        ref = lxactors.spawn(name, owner=outbox, **options)
         cid = secrets.token_hex(8)
         with self._lock:
-            self._held[cid] = _Held(ref, mailbox, lease_id)
+            self._held[cid] = _Held(ref, outbox, lease_id)
             watch.containers.add(cid)
             ended = watch.ended
         if ended:  # the owner died while this spawn ran
-            mailbox.close()
+            outbox.close()
         return cid, ref.name, ref.path
 
     def release(self, cid: str) -> None:
@@ -148,7 +157,7 @@ class Agent:
         with self._lock:
             held = self._held.get(cid)
         if held is not None:
-            held.mailbox.close()
+            held.outbox.close()
 
     def exit(self, cid: str, reason: str, timeout: float) -> lxactors.ContainerExited | None:
         return lxactors.exit(self._get(cid, "exit").ref, reason, timeout)
@@ -184,51 +193,20 @@ class Agent:
     def messages(self, cid: str) -> Iterator[list[lxactors.Message]]:
         """The container's messages, in order, in batches; ends with the container or its owner."""
         held = self._get(cid, "messages")
-        mailbox, ref = held.mailbox, held.ref
+        outbox, ref = held.outbox, held.ref
         try:
             while True:
-                try:
-                    first = mailbox.get(IDLE_CHECK)
-                except queue.Empty:
-                    if mailbox.alive() and ref.alive:
-                        continue
-                    rest = _drain(mailbox)
+                batch = outbox.take(IDLE_CHECK)
+                if batch:
+                    yield batch
+                elif not (outbox.alive() and ref.alive):
+                    rest = outbox.take(0)
                     if rest:
                         yield rest
                     return
-                yield _batch(first, mailbox)
         finally:
-            if not ref.alive or not mailbox.alive():
+            if not ref.alive or not outbox.alive():
                 self._forget(cid)
-
-
-def _batch(first: lxactors.Message, mailbox: lxactors.Mailbox) -> list[lxactors.Message]:
-    """*first* and what else is waiting, consecutive console bytes merged, up to ``BATCH`` bytes."""
-    out: list[lxactors.Message] = [first]
-    size = len(first.data) if isinstance(first, lxactors.ConsoleOutput) else 0
-    linger = LINGER if size >= BULK else 0.0
-    while size < BATCH:
-        try:
-            m = mailbox.get(linger) if linger else mailbox.get_nowait()
-        except queue.Empty:
-            break
-        last = out[-1]
-        if isinstance(m, lxactors.ConsoleOutput):
-            size += len(m.data)
-            if isinstance(last, lxactors.ConsoleOutput):
-                out[-1] = lxactors.ConsoleOutput(last.container, last.data + m.data)
-                continue
-        out.append(m)
-    return out
-
-
-def _drain(mailbox: lxactors.Mailbox) -> list[lxactors.Message]:
-    out: list[lxactors.Message] = []
-    while True:
-        try:
-            out.append(mailbox.get_nowait())
-        except queue.Empty:
-            return out
 
 
 _AgentActor: Any = ray.remote(  # type: ignore[call-overload]
@@ -251,7 +229,10 @@ def agent(node_id: str) -> Any:
                 # Ray kills a worker's children when it exits: not lxactors' helper, which
                 # must outlive the agent to apply the policies (it ignores the SIGTERM Ray
                 # sends to a dead worker's process group).
-                runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}},
+                # A batch is inlined in the stream's reply only up to this size (Ray's
+                # default, 100 KiB, puts a 256 KiB batch in the object store: 6x slower).
+                runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0",
+                                          "RAY_max_direct_call_object_size": str(INLINE)}},
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             ).remote()
         return handle

@@ -16,7 +16,7 @@ import pykka
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from lxactors import ContainerExited, LxcError, Message, liblxc
+from lxactors import ConsoleOutput, ContainerExited, GaveUp, LxcError, Message, liblxc
 from lxactors.cluster._agent import agent
 from lxactors.cluster._lease import forget, lease
 from lxactors.cluster._place import choose
@@ -84,15 +84,21 @@ class RemoteRef:
     # ------------------------------------------------------------------ messages
 
     def _run(self) -> None:
+        ended = False  # the last message said the container ended (exited, or gave up)
         try:
             for item in self._stream:
                 batch = ray.get(item)
+                for m in batch:
+                    if not isinstance(m, ConsoleOutput):
+                        ended = isinstance(m, (ContainerExited, GaveUp))
                 if self.owner is None:
                     self._q.put(batch)
                 elif not self._tell(batch):
                     return
+            if not ended:  # the agent went away cleanly (its node shutting down) mid-stream
+                raise RayError(f"the stream of {self.name} ended before the container did")
         except RayError as exc:
-            log.info("container %s on node %s lost: %s", self.name, self.node, type_name(exc))
+            log.info("container %s on node %s lost: %s", self.name, self.node, exc)
             lost: list[Message] = [ContainerExited(self.name, "lost")]
             if self.owner is None:
                 self._q.put(lost)
