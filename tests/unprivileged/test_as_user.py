@@ -15,7 +15,8 @@ import pytest
 import lxactors
 from lxactors import _base, imc, liblxc, tcpvm
 from lxactors._helperclient import helper
-from lxactors._launcher import GateHelper, own_lxcpath
+from lxactors._helperclient import GateHelper
+from lxactors._launcher import own_lxcpath
 from lxactors._proxy import ProxyContainer
 from lxactors._userns import own_idmap
 from tests.util import unique_name, wait_for
