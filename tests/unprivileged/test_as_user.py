@@ -14,8 +14,7 @@ import pytest
 
 import lxactors
 from lxactors import _base, imc, liblxc, tcpvm
-from lxactors._helperclient import helper
-from lxactors._helperclient import GateHelper
+from lxactors._helperclient import GateHelper, helper
 from lxactors._launcher import own_lxcpath
 from lxactors._proxy import ProxyContainer
 from lxactors._userns import own_idmap
