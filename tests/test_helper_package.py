@@ -40,7 +40,7 @@ for name in ("lxactors._helper", "lxactors._helper.wire", "lxactors._helper.host
              "lxactors._helper.handle", "lxactors._helper.cgroups", "lxactors._helper.start",
              "lxactors._helper.attach", "lxactors._helper.ops", "lxactors._helper.server",
              "lxactors._helper.__main__", "lxactors._helper.access", "lxactors._helper.calls",
-             "lxactors._helper.gate"):
+             "lxactors._helper.gate", "lxactors._helper.members"):
     importlib.import_module(name)
 try:
     import pykka
