@@ -351,6 +351,18 @@ class GateHelper(Helper):
     def __init__(self) -> None:
         super().__init__((), process_wide=False)
 
+    def register(self, path: str, name: str, type_: str) -> None:
+        """As :meth:`Helper.register`, but awaited: the gate may refuse it (not the
+        caller's container), and a refusal must reach the caller."""
+        with self._lock:
+            self._registry[(path, name)] = type_
+        try:
+            self.call(wire.Register(path=path, name=name, type=type_), container=name, timeout=30)
+        except BaseException:
+            with self._lock:
+                self._registry.pop((path, name), None)
+            raise
+
     def _spawn(self) -> None:
         from lxactors._launcher import start_gate
 

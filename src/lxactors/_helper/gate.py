@@ -203,14 +203,17 @@ class Gate:
             _send(reply, wire.error("helper", f"bad request: {exc}", []))
             _close(fds)
             return
-        if isinstance(req, (wire.Register, wire.Unregister)):
+        if isinstance(req, (wire.Register, wire.Unregister, wire.BoundLayer)):
             try:
                 path = self.lxcpath(req.path)
                 self.check_owner(path, req.name)
                 if isinstance(req, wire.Register):
                     helper().register(path, req.name, req.type)
-                else:
+                elif isinstance(req, wire.Unregister):
                     helper().unregister(path, req.name)
+                else:  # Limits.disk: a tmpfs under the caller's own container, nothing else
+                    helper().call(wire.BoundLayer(name=req.name, path=path, log=None,
+                                                  size=req.size), container=req.name, timeout=60)
                 _send(reply, wire.ok(None))
             except Refused as exc:
                 _send(reply, wire.error("refused", str(exc), []))
