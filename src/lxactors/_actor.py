@@ -23,7 +23,7 @@ import pykka
 from lxactors import _base
 from lxactors._chroot import apply_chroot, lower_dir, rootfs_dir
 from lxactors._console import Console, hub
-from lxactors._errors import LxcError
+from lxactors._errors import LxcError, LxcTimeoutError
 from lxactors._helperclient import Helper, helper
 from lxactors._messages import ConsoleOutput, ContainerExited, ContainerRestarted, GaveUp
 from lxactors._monitor import MonitorWatch
@@ -78,6 +78,8 @@ class ContainerActor(pykka.ThreadingActor):
         self._exit_reason: str | None = None
         self._created = False
         self._started = False
+        #: The helper told of this container before its spawn's one request.
+        self._registered: Helper | None = None
         self._on_end = on_end
         self._helper = Helper(options.exec) if options.exec else None
 
@@ -113,6 +115,9 @@ class ContainerActor(pykka.ThreadingActor):
             self._connect()
             return
         if h is None or not h.is_defined():
+            if h is None and self._one_request():
+                self._clone_and_start()
+                return
             if h is None:
                 self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns,
                                                         helper=self._helper)
@@ -140,6 +145,43 @@ class ContainerActor(pykka.ThreadingActor):
             apply_chroot(self.name, rootfs_dir(rootfs), o.chroot, _base.root_owner(h),
                          lower_dir(rootfs))
         self._start()
+
+    def _one_request(self) -> bool:
+        """Whether the ephemeral clone and its start can be one helper request:
+        nothing to do between them but set config items (no chroot files, no
+        loaded or cleared config, no id mapping changed, a daemonized start)."""
+        o = self.options
+        return not (o.chroot or o.nodaemonize) and all(
+            step[0] in ("set", "clear_item")
+            and not step[1].startswith(("lxc.idmap", "lxc.include")) for step in o.config)
+
+    def _clone_and_start(self) -> None:
+        """Clone and start in one request (see _one_request)."""
+        o = self.options
+        h = Container(self.name, o.path, helper=self._helper)
+        self.handle = h
+        h.want_close_all_fds(not o.nocloseallfds)
+        via = self._helper or helper()
+        path = h.get_config_path()
+        # Registered before the request is sent (the helper reads its socket
+        # in order, and lets a request under way end before it applies the
+        # policies): if this process dies mid-spawn, nothing is left.
+        via.register(path, self.name, self.type)
+        self._registered = via
+        items: list[tuple[str, str | None]] = [
+            (step[1], step[2] if step[0] == "set" else None) for step in o.config]
+        items.append(("lxc.log.level", self._log_level()))
+        self._log_offset = h.log_size()
+        self._exit_reason = None
+        argv = o.start.get("argv")
+        self._created = self._started = True
+        try:
+            pid = _base.ephemeral_start(h, o.userns, items, bool(o.start.get("useinit", False)),
+                                        argv or None, o.timeout)
+        except LxcTimeoutError:
+            self._registered = None  # the request may still make it: the helper keeps the policy
+            raise
+        self._started_as(pid)
 
     def _check_userns(self, h: Container, changed: str | None = None) -> None:
         """The container runs in the namespace asked for, or not at all.
@@ -173,9 +215,11 @@ class ContainerActor(pykka.ThreadingActor):
                 h.set_config_item(step[1], step[2])
             else:
                 h.clear_config_item(step[1])
+        h.set_config_item("lxc.log.level", self._log_level())
+
+    def _log_level(self) -> str:
         # INFO: liblxc logs init's exit status at that level.
-        level = self.options.log_level if self.options.verbose >= 3 else "INFO"
-        h.set_config_item("lxc.log.level", level)
+        return self.options.log_level if self.options.verbose >= 3 else "INFO"
 
     def _start(self) -> None:
         h = self.handle
@@ -187,7 +231,14 @@ class ContainerActor(pykka.ThreadingActor):
         self._exit_reason = None
         argv = o.start.get("argv")
         self._started = True
-        pid = h.start(bool(o.start.get("useinit", False)), argv or None, timeout=o.timeout)
+        self._started_as(h.start(bool(o.start.get("useinit", False)), argv or None,
+                                 timeout=o.timeout))
+
+    def _started_as(self, pid: int | None) -> None:
+        """The start returned init's *pid*: watch it, set cgroup items, open the console."""
+        h = self.handle
+        assert h is not None
+        o = self.options
         if pid is None:
             # init already ended: report it as soon as this call is done.
             self.init_pid = 0
@@ -255,6 +306,9 @@ class ContainerActor(pykka.ThreadingActor):
         h = self.handle
         if h is None or h.closed:
             return
+        if self._registered is not None:
+            with contextlib.suppress(LxcError):
+                self._registered.unregister(h.get_config_path(), self.name)
         with contextlib.suppress(LxcError):
             # A container this spawn did not start (adopted) keeps running.
             if self._started and h.is_running():

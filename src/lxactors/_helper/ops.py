@@ -15,13 +15,14 @@ from lxactors._ffi import ffi, lib
 from lxactors._helper.attach import op_attach
 from lxactors._helper.cgroups import remove_stale_cgroups
 from lxactors._helper.handle import Handle, c_argv, c_str, unlink_symlinked_rootfs
-from lxactors._helper.start import op_start
+from lxactors._helper.start import op_clone_start, op_start
 from lxactors._helper.wire import (
     AddDeviceNode,
     Attach,
     AttachInterface,
     Checkpoint,
     Clone,
+    CloneStart,
     Console,
     Create,
     Destroy,
@@ -234,6 +235,7 @@ def op_remove_stale_cgroups(req: RemoveStaleCgroups, fds: list[int], reply: int)
 
 OPS: dict[type[Request], Op] = {
     Start: op_start,
+    CloneStart: op_clone_start,
     Create: op_create,
     Clone: op_clone,
     Rename: op_rename,
