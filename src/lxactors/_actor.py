@@ -153,7 +153,8 @@ class ContainerActor(pykka.ThreadingActor):
         o = self.options
         return not (o.chroot or o.nodaemonize) and all(
             step[0] in ("set", "clear_item")
-            and not step[1].startswith(("lxc.idmap", "lxc.include")) for step in o.config)
+            and not step[1].startswith(("lxc.idmap", "lxc.include", "lxc.log.file"))
+            for step in o.config)
 
     def _clone_and_start(self) -> None:
         """Clone and start in one request (see _one_request)."""

@@ -585,9 +585,14 @@ class Container:
             raise LxcError(self._name, "start_clone_of", "a clone is started daemonized only")
         if self.is_defined():
             raise LxcError(self._name, "start_clone_of", "the container already exists")
-        pid = self._via_helper(wire.CloneStart, timeout=t, base=base,
-                               items=[[key, val] for key, val in steps], argv=args,
-                               useinit=bool(useinit), close_all_fds=self._close_all_fds)
+        try:
+            pid = self._via_helper(wire.CloneStart, timeout=t, base=base,
+                                   items=[[key, val] for key, val in steps], argv=args,
+                                   useinit=bool(useinit), close_all_fds=self._close_all_fds)
+        except LxcError as exc:
+            # Named for the half that failed, as clone() or start() would be.
+            op = "clone" if exc.message.startswith("clone") else "start"
+            raise type(exc)(exc.container, op, exc.message, exc.log) from None
         self._reload()
         c = self._handle()
         for key, val in steps:

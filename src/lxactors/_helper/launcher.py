@@ -94,7 +94,9 @@ class Pending:
             return ok(None)
         if not line:
             return error("helper", f"the helper's launcher ended without answering {self.op}", [])
-        err = op_error(f"{self.op} failed", self.log_path, self.log_offset)
+        # A clone_start says which half failed ("err clone"; else its start).
+        what = {"clone_start": "clone" if line[1:] == ["clone"] else "start"}.get(self.op, self.op)
+        err = op_error(f"{what} failed", self.log_path, self.log_offset)
         return error(err.kind, str(err), err.log)
 
 

@@ -162,7 +162,7 @@ def op_clone_start(req: CloneStart, fds: list[int], reply: int) -> object:
                    ffi.NULL, 0, ffi.NULL)
     lib.lxc_container_put(base)
     if c == ffi.NULL:
-        raise op_error("clone failed", req.log, offset)
+        raise op_error("clone failed", req.log, offset)  # the message names the half that failed
     try:
         cfg = os.path.join(req.path, req.name, "config")
         _errlog.strip_from_config(cfg, req.log)  # the clone wrote the base's log line

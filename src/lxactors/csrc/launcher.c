@@ -4,7 +4,8 @@
  * The helper forks it once (lxa_launcher_serve never returns to Python).
  * Ops: clone, start, clone_start (a spawn's clone and start), destroy.
  * For each request it forks a child that makes the liblxc call and writes
- * one result line to the pipe sent along: "ok PID" or "err".  The child is
+ * one result line to the pipe sent along: "ok PID" or "err" ("err clone":
+ * a clone_start's clone failed, not its start).  The child is
  * a fork of a process that runs no Python, so it costs a fraction of a
  * Python worker, and the [lxc monitor] liblxc forks from it shares its pages
  * with the launcher instead of carrying copies of an interpreter's heap.
@@ -184,10 +185,17 @@ static int lxa_do_clone_start(char **f, int n)
 		argv = &f[10 + 2 * nitems];
 	logfile = lxa_opt(f[3]);
 	if (logfile) {
-		/* The clone's reasons go to the client's log; the base's config
-		 * (which the clone copies) is left without it. */
+		/* The clone's and the start's reasons (and init's exit status,
+		 * which the monitor logs at INFO) go to the client's log; the
+		 * base's config, which the clone copies, is left without it.  A
+		 * level given here overrides every config's (liblxc's
+		 * lxc_loglevel_specified): it is the items' own. */
+		const char *level = "ERROR";
+		for (int i = 0; i < nitems; i++)
+			if (strcmp(f[9 + 2 * i], "lxc.log.level") == 0 && lxa_opt(f[10 + 2 * i]))
+				level = lxa_opt(f[10 + 2 * i]);
 		struct lxc_log log = {.name = f[1], .lxcpath = f[2], .file = logfile,
-				      .level = "ERROR", .prefix = "lxc", .quiet = true};
+				      .level = level, .prefix = "lxc", .quiet = true};
 		lxc_log_init(&log);
 	}
 	base = lxc_container_new(f[4], f[2]);
@@ -196,7 +204,7 @@ static int lxa_do_clone_start(char **f, int n)
 	c = base->clone(base, f[1], f[2], LXC_CLONE_SNAPSHOT, "overlay", NULL, 0, NULL);
 	lxc_container_put(base);
 	if (!c)
-		return -1;
+		return -2;  /* "err clone" */
 	ok = !logfile || c->set_config_item(c, "lxc.log.file", logfile);
 	for (int i = 0; ok && i < nitems; i++) {
 		const char *key = f[9 + 2 * i], *value = lxa_opt(f[10 + 2 * i]);
@@ -251,6 +259,8 @@ static void lxa_child(int sock, int result, char **f, int n)
 		value = lxa_do_destroy(f, n);
 	if (value >= 0)
 		snprintf(line, sizeof(line), "ok %d\n", value);
+	else if (value == -2)
+		snprintf(line, sizeof(line), "err clone\n");
 	else
 		snprintf(line, sizeof(line), "err\n");
 	lxa_result(result, line);
