@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import math
 import os
 import pty
 import queue
@@ -122,6 +123,25 @@ def lx_spawn(a: dict[str, Any]) -> dict[str, Any]:
     return {"cycles": [r for _, r in rows], "wall": now() - t, "names": names}
 
 
+#: Blocks a call loop is split into; the fastest block counts (a loaded
+#: machine's other work lands in some blocks, not in the call's cost).
+BLOCKS = 5
+
+
+def _best_of(fn: Callable[[], object], iters: int) -> float:
+    """µs per call of *fn*: warm-up, then the fastest of BLOCKS blocks of iters/BLOCKS."""
+    for _ in range(min(iters, 200)):
+        fn()
+    per = max(1, iters // BLOCKS)
+    best = math.inf
+    for _ in range(BLOCKS):
+        t = now()
+        for _ in range(per):
+            fn()
+        best = min(best, (now() - t) / per)
+    return best * 1e6
+
+
 def lx_calls(a: dict[str, Any]) -> dict[str, Any]:
     import pykka
 
@@ -136,12 +156,7 @@ def lx_calls(a: dict[str, Any]) -> dict[str, Any]:
         n, m = a["iters"], a["actor_iters"]
 
         def per_call(fn: Callable[[], object], iters: int) -> float:
-            for _ in range(min(iters, 200)):  # warm-up
-                fn()
-            t = now()
-            for _ in range(iters):
-                fn()
-            return (now() - t) / iters * 1e6
+            return _best_of(fn, iters)
 
         key = "lxc.rootfs.path"
         out["handle.get_config_item"] = per_call(lambda: h.get_config_item(key), n)
@@ -648,12 +663,7 @@ def py_calls(a: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, fn in (("get_config_item", lambda: c.get_config_item("lxc.rootfs.path")),
                       ("state", lambda: c.state)):
-        for _ in range(200):
-            fn()
-        t = now()
-        for _ in range(n):
-            fn()
-        out[label] = (now() - t) / n * 1e6
+        out[label] = _best_of(fn, n)
     out["state_value"] = c.state
     return out
 
