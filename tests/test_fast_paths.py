@@ -10,6 +10,7 @@ import pytest
 
 import lxactors
 from lxactors import _actor
+from tests.util import wait_for
 
 
 def test_get_config_item_short_long_empty_and_unknown(make_container: Any) -> None:
@@ -76,3 +77,23 @@ def test_monitor_queries_skip_the_actor_and_the_rest_go_through_it(
     assert ref._query is None  # released with the container
     with pytest.raises(lxactors.LxcError, match="ended"):
         via.state()
+
+
+def test_console_reads_what_waits_into_one_message_of_at_most_a_quarter_window(
+        spawn: Any) -> None:
+    window = 64 * 1024
+    ref = spawn(userns=False, window=window)
+    con = lxactors.console(ref)
+    lxactors.send(ref, "yes 0123456789abcdef | head -c 2000000; echo; echo E''ND\n")
+    # Nobody reads the mailbox: the window fills, then the pty behind it.
+    wait_for(lambda: con.inflight >= window, timeout=30, what="a full window")
+    sizes: list[int] = []
+    seen = b""
+    while b"END" not in seen:
+        msg = ref.receive(30)
+        if isinstance(msg, lxactors.ConsoleOutput):
+            sizes.append(len(msg.data))
+            seen = seen[-8:] + msg.data
+    assert max(sizes) > 4096, sizes[:50]  # several 4 KiB pty reads made one message
+    assert max(sizes) <= window // 4, max(sizes)
+    assert sum(sizes) > 2_000_000
