@@ -61,6 +61,8 @@ log = logging.getLogger("lxactors.tcpvm")
 
 DEFAULT_LISTEN: tuple[str, int] = ("127.0.0.1", 31337)
 DEFAULT_MAX_CLIENTS = 32
+#: Containers `lxactors tcpvm` boots ahead (--pool).
+DEFAULT_POOL = 2
 #: Seconds a stopping server waits for its clients' containers to go.
 STOP_TIMEOUT = 30.0
 #: Where liblxc looks for ``lxc-<name>`` template scripts.
@@ -126,7 +128,7 @@ class Client:
         reader: threading.Thread | None = None
         try:
             try:
-                ref = lxactors.spawn(**self.server.spawn_options)
+                ref = self.server.spawn()
             except Exception as exc:
                 log.warning("client %s: cannot start a container: %s", self.peer, exc)
                 self._say(f"lxactors tcpvm: cannot start a container: {first_line(exc)}")
@@ -224,9 +226,14 @@ class TcpVm:
     """
 
     def __init__(self, listen: Address = DEFAULT_LISTEN, max_clients: int = DEFAULT_MAX_CLIENTS,
-                 spawn_options: Mapping[str, Any] | None = None) -> None:
+                 spawn_options: Mapping[str, Any] | None = None, pool: int = 0) -> None:
         if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
             raise ValueError(f"max_clients must be a positive int, not {max_clients!r}")
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
+            raise ValueError(f"pool must be a non-negative int, not {pool!r}")
+        #: Containers booted ahead (see :meth:`bind`); 0: every client spawns cold.
+        self.pool_size = pool
+        self._pool: lxactors.Pool | None = None
         options = dict(spawn_options or {})
         for bad in ("name", "owner"):
             if bad in options:
@@ -264,13 +271,22 @@ class TcpVm:
             return list(self._clients)
 
     def bind(self) -> Address:
-        """Open the listening socket (OSError if the address is in use)."""
+        """Open the listening socket (OSError if the address is in use), and
+        start booting the pool's containers, owned by the calling thread."""
         if self._sock is None:
             host, port = self.listen
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._sock = socket.create_server((host, port), family=family, backlog=128)
             self._sock.setblocking(False)
+        if self.pool_size and self._pool is None:
+            self._pool = lxactors.Pool(self.pool_size, **self.spawn_options)
         return self.address
+
+    def spawn(self) -> lxactors.ContainerRef:
+        """A container for a client (the calling thread owns it): from the pool if one is ready."""
+        if self._pool is not None and not self._pool.closed:
+            return self._pool.spawn()
+        return lxactors.spawn(**self.spawn_options)
 
     def serve_forever(self) -> None:
         """Accept clients until :meth:`shutdown` (then :meth:`close` the rest)."""
@@ -343,6 +359,8 @@ class TcpVm:
         self.shutdown()
         if self._sock is not None:
             self._sock.close()
+        if self._pool is not None:
+            self._pool.close()
         clients = self.clients
         for c in clients:
             c.stop()
@@ -403,6 +421,9 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--no-userns", action="store_true",
                    help="give clients the host's root, not a user namespace's (see the "
                    "README's security section first)")
+    p.add_argument("--pool", type=int, default=DEFAULT_POOL, metavar="N",
+                   help=f"containers booted ahead, handed to clients at once (default "
+                   f"{DEFAULT_POOL}; 0: none)")
     p.set_defaults(run=_run, log=(log.name,))
 
 
@@ -413,6 +434,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if args.max_clients < 1:
         raise UsageError(f"--max-clients must be at least 1, not {args.max_clients}")
+    if args.pool < 0:
+        raise UsageError(f"--pool must be at least 0, not {args.pool}")
     options: dict[str, Any] = {}
     if args.path:
         options["path"] = os.path.abspath(args.path)
@@ -424,7 +447,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_userns:
         options["userns"] = False
     try:
-        server = TcpVm(listen, args.max_clients, options)
+        server = TcpVm(listen, args.max_clients, options, pool=args.pool)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     try:
