@@ -716,10 +716,90 @@ def cmd_spawn(a: dict[str, Any]) -> dict[str, Any]:
     return {"cycles": [r for _, r in rows], "wall": now() - t}
 
 
+# ---------------------------------------------------------------- pool, imc, bubblewrap
+
+
+def lx_pool(a: dict[str, Any]) -> dict[str, Any]:
+    """Pool hand-over vs cold spawn, interleaved in one process: each take
+    finds the pool full (its refill is awaited first); both timed from the
+    call until the reference returns (console attached, owner set)."""
+    import lxactors as lx
+
+    path, size = a["path"], a["size"]
+    hand: list[float] = []
+    cold: list[float] = []
+    names: list[str] = []
+    with lx.Pool(size, path=path, userns=USERNS) as pool:
+        lx.exit(lx.spawn(path=path, userns=USERNS), "kill")  # warm-up
+        for _ in range(a["count"]):
+            deadline = now() + 60
+            while pool.ready < size and now() < deadline:
+                time.sleep(0.005)  # the bench waits for the refill; not timed
+            t = now()
+            ref = pool.spawn()
+            hand.append(now() - t)
+            names.append(ref.name)
+            lx.exit(ref, "kill")
+            t = now()
+            ref = lx.spawn(path=path, userns=USERNS)
+            cold.append(now() - t)
+            names.append(ref.name)
+            lx.exit(ref, "kill")
+    return {"hand_over_ms": [x * 1e3 for x in hand], "cold_ms": [x * 1e3 for x in cold],
+            "size": size, "names": names}
+
+
+IMC_CMD = ["/bin/sh", "-c", "exit 3"]
+
+
+def imc_run(a: dict[str, Any]) -> dict[str, Any]:
+    """lxactors.imc.run of ``sh -c 'exit 3'``, end to end (status back, output collected)."""
+    from lxactors import imc
+
+    imc.run(["/bin/true"], path=a["path"])  # warm-up: the helper, the imports
+    ms = []
+    for _ in range(a["count"]):
+        t = now()
+        r = imc.run(IMC_CMD, path=a["path"])
+        ms.append((now() - t) * 1e3)
+        if r.status != 3:
+            raise RuntimeError(f"imc: exit status {r.status}, not 3")
+    return {"ms": ms}
+
+
+def bwrap_argv() -> list[str]:
+    """bubblewrap with imc's shape: the system directories read-only, tmpfs
+    /tmp and home, a fresh /proc and /dev, every namespace unshared."""
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+            "--ro-bind", "/usr", "/usr"]
+    for d in ("/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.islink(d):
+            argv += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home/imc",
+             "--uid", "4242", "--gid", "4242", "--cap-drop", "ALL"]
+    return argv + IMC_CMD
+
+
+def bwrap_run(a: dict[str, Any]) -> dict[str, Any]:
+    argv = bwrap_argv()
+    subprocess.run(argv, capture_output=True)  # warm-up
+    ms = []
+    for _ in range(a["count"]):
+        t = now()
+        p = subprocess.run(argv, capture_output=True)
+        ms.append((now() - t) * 1e3)
+        if p.returncode != 3:
+            raise RuntimeError(f"bwrap: exit status {p.returncode}, not 3: {p.stderr[-300:]!r}")
+    return {"ms": ms, "argv": argv}
+
+
 KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "setup": setup, "lx_spawn": lx_spawn, "lx_calls": lx_calls, "lx_churn": lx_churn,
     "lx_density": lx_density, "lx_console": lx_console, "lx_profile": lx_profile,
     "py_spawn": py_spawn, "py_calls": py_calls, "cmd_spawn": cmd_spawn,
+    "lx_pool": lx_pool, "imc_run": imc_run, "bwrap_run": bwrap_run,
 }
 
 
