@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 from lxactors._ffi import lib
 from lxactors._helper.cgroups import remove_monitor_cgroups
-from lxactors._helper.handle import Handle, log_size, op_error, unlink_symlinked_rootfs
+from lxactors._helper.handle import (
+    Handle,
+    config_item,
+    log_size,
+    op_error,
+    unlink_symlinked_rootfs,
+)
 from lxactors._helper.start import clone_start_path, path_without_idmap_tools
 from lxactors._helper.wire import (
     Clone,
@@ -189,10 +195,15 @@ class Launcher:
             h = Handle(req)
             try:
                 unlink_symlinked_rootfs(h.c)
+                # A user-namespaced rootfs is removed inside the namespace:
+                # without newuidmap/newgidmap on PATH liblxc writes the maps
+                # itself instead of running both (most of such a destroy).
+                path = (path_without_idmap_tools(h.c)
+                        if not config_item(h.c, b"lxc.hook.destroy") else None)
             finally:
                 h.close()
-            return ([_s(req.op), _s(req.name), _s(req.path), _opt(req.config), _opt(req.log)],
-                    req.log, h.log_offset)
+            return ([_s(req.op), _s(req.name), _s(req.path), _opt(req.config), _opt(req.log),
+                     _opt(path)], req.log, h.log_offset)
         return None
 
     def reaped(self) -> bool:

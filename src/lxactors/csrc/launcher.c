@@ -227,12 +227,16 @@ static int lxa_do_clone_start(char **f, int n)
 
 static int lxa_do_destroy(char **f, int n)
 {
-	/* destroy|destroy_with_snapshots name path +config +log */
+	/* destroy|destroy_with_snapshots name path +config +log [+PATH] */
 	struct lxc_container *c;
+	const char *path_env;
 	bool ok;
 
 	if (n < 5)
 		return -1;
+	path_env = n > 5 ? lxa_opt(f[5]) : NULL;
+	if (path_env)
+		setenv("PATH", path_env, 1);
 	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), lxa_opt(f[4]));
 	if (!c)
 		return -1;
