@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -56,6 +56,7 @@ __all__ = [
     "ImcMessage",
     "ImcTimeoutError",
     "NS_UID_LOW",
+    "Pool",
     "Result",
     "Stderr",
     "Stdout",
@@ -484,22 +485,17 @@ class Imc:
                         os.close(fd)
 
     def _start(self, plan: _Plan, input: bytes | None, timeout: float | None,
-               cwd: str | None, boot_timeout: float) -> None:
+               cwd: str | None, boot_timeout: float,
+               booted: lxactors.ContainerRef | None = None) -> None:
         from lxactors import liblxc
 
-        os.makedirs(plan.lxcpath, exist_ok=True)
-        os.mkdir(self.container_dir, 0o755)
-        try:
-            os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
-            marker.write(self.container_dir, "imc", uid=self.host_uid, command=plan.command)
-            self._ref = lxactors.spawn(
-                plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
-                config=plan.config, create={"template": None}, chroot=plan.chroot,
-                start={"argv": plan.init}, console=False, timeout=boot_timeout,
-                userns=plan.userns or False)
-        except BaseException:
-            _remove_dir(self.container_dir)
-            raise
+        if booted is None:
+            self._ref = _boot(plan, lxactors.Mailbox(), boot_timeout, self.host_uid)
+        else:  # from a pool: booted for this plan's uid, gid and shape
+            self._ref = booted
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.container_dir, marker.FILE))
+                marker.write(self.container_dir, "imc", uid=self.host_uid, command=plan.command)
         pipes: list[int] = []
         try:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -566,6 +562,94 @@ class Imc:
             self._done.set()
 
 
+def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,
+          command: list[str] | None = None) -> lxactors.ContainerRef:
+    """Make and start *plan*'s container (its root built from chroot specs)."""
+    container_dir = os.path.join(plan.lxcpath, plan.name)
+    os.makedirs(plan.lxcpath, exist_ok=True)
+    os.mkdir(container_dir, 0o755)
+    try:
+        os.mkdir(os.path.join(container_dir, "rootfs"), 0o755)
+        marker.write(container_dir, "imc", uid=host_uid,
+                     command=plan.command if command is None else command)
+        return lxactors.spawn(
+            plan.name, path=plan.lxcpath, type="temporary", owner=owner,
+            config=plan.config, create={"template": None}, chroot=plan.chroot,
+            start={"argv": plan.init}, console=False, timeout=boot_timeout,
+            userns=plan.userns or False)
+    except BaseException:
+        _remove_dir(container_dir)
+        raise
+
+
+class Pool:
+    """imc containers booted ahead: ``spawn(cmd, pool=p)`` attaches the
+    command to one at once, where a cold spawn builds, creates and starts.
+
+    *options* are :func:`spawn`'s that shape a container (``path``,
+    ``binds``, ``tmpfs_size``, ``bridge``, ``address``, ``gateway``,
+    ``config``, ``userns``).  Each pooled container's random uid and gid
+    are drawn when it boots (so a command from a pool cannot choose its
+    own, nor a hostname).  Until handed over the containers belong to the
+    pool (see :class:`lxactors.Pool`): its end, its owner's, the
+    interpreter's or a SIGKILL destroy them.
+    """
+
+    SHAPE = frozenset({"path", "binds", "tmpfs_size", "bridge", "address", "gateway",
+                       "config", "userns"})
+
+    def __init__(self, size: int, *, refill: int = 2, owner: object = None,
+                 boot_timeout: float = 60.0, **options: Any) -> None:
+        unknown = sorted(set(options) - self.SHAPE)
+        if unknown:
+            raise TypeError(f"imc.Pool: {', '.join(unknown)} cannot be chosen ahead of the "
+                            f"command (the pool's options: {', '.join(sorted(self.SHAPE))})")
+        self._shape = {"binds": DEFAULT_BINDS, "tmpfs_size": "64m", "bridge": None,
+                       "address": None, "gateway": None, "config": (), "path": None,
+                       "userns": True, **options}
+        self._plan_for(["true"])  # bad options fail here, not in the refill
+        self._boot_timeout = boot_timeout
+        self._lock = threading.Lock()
+        self._plans: dict[str, _Plan] = {}
+        self._pool = lxactors.Pool(size, refill=refill, owner=owner, factory=self._make)
+
+    def _plan_for(self, cmd: Sequence[str], env: Mapping[str, str] | None = None,
+                  uid: int | None = None, gid: int | None = None) -> _Plan:
+        return _plan(cmd, uid=uid, gid=gid, env=env, hostname=None, **self._shape)
+
+    def _make(self, owner: Owner) -> lxactors.ContainerRef:
+        plan = self._plan_for(["true"])
+        host_uid = plan.uid if plan.userns is None else plan.userns.host_uid(plan.uid)
+        ref = _boot(plan, owner, self._boot_timeout, host_uid, command=[])
+        with self._lock:
+            self._plans[ref.name] = plan
+        return ref
+
+    @property
+    def ready(self) -> int:
+        """Containers booted and waiting for a command."""
+        return self._pool.ready
+
+    def take(self, cmd: Sequence[str], env: Mapping[str, str] | None
+             ) -> tuple[_Plan, lxactors.ContainerRef]:
+        """A booted container (cold if none is ready) and the plan of *cmd* in it."""
+        ref = self._pool.spawn(owner=lxactors.Mailbox())
+        with self._lock:
+            booted = self._plans.pop(ref.name)
+        mine = self._plan_for(cmd, env, booted.uid, booted.gid)
+        return replace(booted, command=mine.command, argv=mine.argv), ref
+
+    def close(self) -> None:
+        """Destroy the containers not taken (idempotent)."""
+        self._pool.close()
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -577,7 +661,7 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
           bridge: str | None = None, address: str | None = None, gateway: str | None = None,
           config: Sequence[tuple[str, str]] = (), hostname: str | None = None,
           window: int = DEFAULT_WINDOW, boot_timeout: float = 60.0,
-          userns: object = True) -> Imc:
+          userns: object = True, pool: Pool | None = None) -> Imc:
     """Start *cmd* in a new immutable container; return at once.
 
     The owner (a pykka ``ActorRef``, an :class:`lxactors.Mailbox`, or None
@@ -593,7 +677,9 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
     *config*: more ``(key, value)`` liblxc config items.  *userns*: as
     :func:`lxactors.spawn`'s (True: root's range; False: no user namespace,
     the command's uid is then a host uid).  *uid* and *gid* are the ids
-    inside; :attr:`Imc.host_uid` is what the host sees.
+    inside; :attr:`Imc.host_uid` is what the host sees.  *pool*: an
+    :class:`imc.Pool <Pool>` whose containers shape the command's (its
+    options, and a uid, gid and hostname of its own, stand for those here).
     """
     if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
         raise TypeError("input must be bytes")
@@ -601,13 +687,23 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int, not {window!r}")
-    plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
-                 tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
-                 config=config, hostname=hostname, userns=userns)
+    booted = None
+    if pool is not None:
+        if not isinstance(pool, Pool):
+            raise TypeError(f"pool must be an imc.Pool, not {type(pool).__name__}")
+        if uid is not None or gid is not None or hostname is not None:
+            raise ValueError("a pooled container's uid, gid and hostname are drawn when it "
+                             "boots: give them without a pool")
+        plan, booted = pool.take(cmd, env)
+    else:
+        plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
+                     tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
+                     config=config, hostname=hostname, userns=userns)
     private = owner is None
     who: Owner = Mailbox() if owner is None else lxactors.as_owner(owner)
     imc = Imc(plan, who, private, window)
-    imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout)
+    imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout,
+               booted)
     return imc
 
 
