@@ -75,7 +75,7 @@ def test_start_clone_of_sets_items_on_the_clone_and_the_handle(lxcpath: str) -> 
 
 @pytest.mark.parametrize(("base", "items", "operation"), [
     ("no-such-base", [], "clone"),
-    (_base.BASE_NAME, [("lxc.no.such.key", "1")], "start"),
+    (_base.BASE_NAME, [("lxc.no.such.key", "1")], "set_config_item lxc.no.such.key"),
     (_base.BASE_NAME, [("lxc.init.cmd", "/no/such/init")], "start"),
 ], ids=["missing base", "unknown key", "missing init"])
 def test_a_clone_start_that_fails_leaves_no_container(lxcpath: str, base: str,

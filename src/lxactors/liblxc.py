@@ -605,6 +605,12 @@ class Container:
         if args is not None and not args:
             raise ValueError("argv must not be empty (use None for the default init)")
         t = v.check_timeout(timeout)
+        for key, _ in steps:
+            # As set_config_item would say, before anything is made (the
+            # launcher's child could only say that its start failed).
+            if not lib.lxc_config_item_is_supported(v.encode(key)):
+                raise LxcError(self._name, f"set_config_item {key}",
+                               f"unknown config key {key!r}")
         if not self._daemonize:
             raise LxcError(self._name, "start_clone_of", "a clone is started daemonized only")
         if self.is_defined():
