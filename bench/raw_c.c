@@ -176,17 +176,26 @@ static int cmd_calls(char **argv)
 	if (!c || !c->is_defined(c))
 		die("open", name);
 	char buf[4096];
-	double t0 = now_ms();
-	for (long i = 0; i < iters; i++)
-		if (c->get_config_item(c, "lxc.rootfs.path", buf, sizeof(buf)) < 0)
-			die("get_config_item", name);
-	double t1 = now_ms();
-	for (long i = 0; i < iters; i++)
-		if (!c->state(c))
-			die("state", name);
-	double t2 = now_ms();
-	printf("get_config_item %.1f\nstate %.1f\nstate_value %s\n", (t1 - t0) * 1e6 / iters,
-	       (t2 - t1) * 1e6 / iters, c->state(c));
+	/* The fastest of 5 blocks, as the Python workers measure. */
+	long per = iters / 5 > 0 ? iters / 5 : 1;
+	double best_item = 1e18, best_state = 1e18;
+	for (int b = 0; b < 5; b++) {
+		double t0 = now_ms();
+		for (long i = 0; i < per; i++)
+			if (c->get_config_item(c, "lxc.rootfs.path", buf, sizeof(buf)) < 0)
+				die("get_config_item", name);
+		double t1 = now_ms();
+		for (long i = 0; i < per; i++)
+			if (!c->state(c))
+				die("state", name);
+		double t2 = now_ms();
+		if (t1 - t0 < best_item)
+			best_item = t1 - t0;
+		if (t2 - t1 < best_state)
+			best_state = t2 - t1;
+	}
+	printf("get_config_item %.1f\nstate %.1f\nstate_value %s\n", best_item * 1e6 / per,
+	       best_state * 1e6 / per, c->state(c));
 	lxc_container_put(c);
 	return 0;
 }

@@ -215,3 +215,43 @@ def test_pooled_and_handed_containers_go_with_the_process(lxcpath: str, end: str
             proc.kill()
             proc.wait()
     wait_for(lambda: not names & _defined(lxcpath), timeout=30, what="the helper's cleanup")
+
+
+def test_a_factory_makes_the_pools_containers_and_its_cold_spawns(lxcpath: str) -> None:
+    made: list[str] = []
+
+    def factory(owner: Any) -> lxactors.ContainerRef:
+        name = f"pf{os.getpid()}-{len(made)}"
+        made.append(name)
+        return lxactors.spawn(name, path=lxcpath, owner=owner, type="temporary",
+                              create={"template": "busybox"}, userns=False)
+
+    with lxactors.Pool(1, factory=factory) as p:
+        wait_for(lambda: p.ready == 1, timeout=120, what="the factory's container")
+        first = made[0]
+        ref = p.spawn()
+        assert ref.name == first and lxactors.container(ref).is_running()
+        lxactors.exit(ref, "kill")
+        p.close()  # the refill's container goes with the pool
+        cold = p._make(lxactors.Mailbox())  # the cold path spawns through the factory too
+        assert cold.name == made[-1]
+        lxactors.exit(cold, "kill")
+    assert not set(made) & set(liblxc.list_all_containers(lxcpath))
+
+
+def test_a_factory_must_spawn_temporary_containers_for_its_owner(lxcpath: str) -> None:
+    def transient(owner: Any) -> lxactors.ContainerRef:
+        return lxactors.spawn(f"pt{os.getpid()}", path=lxcpath, owner=owner, type="transient",
+                              create={"template": "busybox"}, userns=False)
+
+    p = lxactors.Pool(0, factory=transient)
+    with pytest.raises(ValueError, match="temporary"):
+        p._make(lxactors.Mailbox())
+    p.close()
+    with liblxc.Container(f"pt{os.getpid()}", lxcpath) as c:
+        if c.is_defined():
+            c.destroy()
+    with pytest.raises(ValueError, match="either"):
+        lxactors.Pool(1, factory=transient, path=lxcpath)
+    with pytest.raises(TypeError, match="callable"):
+        lxactors.Pool(1, factory=42)  # type: ignore[arg-type]

@@ -19,9 +19,9 @@ from typing import Any
 import pykka
 
 from lxactors import _base
-from lxactors._configure import check_userns, configure
+from lxactors._configure import check_userns, configure, log_level
 from lxactors._console import Console, hub
-from lxactors._errors import LxcError
+from lxactors._errors import LxcError, LxcTimeoutError
 from lxactors._exits import exit_message, init_running
 from lxactors._helperclient import Helper, helper
 from lxactors._layer import bound_layer
@@ -63,6 +63,8 @@ class ContainerActor(pykka.ThreadingActor):
         self._exit_reason: str | None = None
         self._created = False
         self._started = False
+        #: The helper told of this container before its spawn's one request.
+        self._registered: Helper | None = None
         self._on_end = on_end
         self._helper = Helper(options.exec) if options.exec else None
 
@@ -98,6 +100,9 @@ class ContainerActor(pykka.ThreadingActor):
             self._connect()
             return
         if h is None or not h.is_defined():
+            if h is None and self._one_request():
+                self._clone_and_start()
+                return
             if h is None:
                 self.handle = h = _base.ephemeral_clone(self.name, o.path, o.userns,
                                                         helper=self._helper)
@@ -132,6 +137,50 @@ class ContainerActor(pykka.ThreadingActor):
                 h.set_config_item(key, value)
         self._start()
 
+    def _one_request(self) -> bool:
+        """Whether the ephemeral clone and its start can be one helper request:
+        nothing to do between them but set config items (no chroot files, no
+        loaded or cleared config, no id mapping changed, a daemonized start)."""
+        o = self.options
+        # Unprivileged, the gate authorizes each step (it has no such request);
+        # a disk limit mounts the clone's layer between clone and start.
+        if os.geteuid() != 0 or (o.limits is not None and o.limits.disk is not None):
+            return False
+        return not (o.chroot or o.nodaemonize) and all(
+            step[0] in ("set", "clear_item")
+            and not step[1].startswith(("lxc.idmap", "lxc.include", "lxc.log.file"))
+            for step in o.config)
+
+    def _clone_and_start(self) -> None:
+        """Clone and start in one request (see _one_request)."""
+        o = self.options
+        h = Container(self.name, o.path, helper=self._helper)
+        self.handle = h
+        h.want_close_all_fds(not o.nocloseallfds)
+        via = self._helper or helper()
+        path = h.get_config_path()
+        # Registered before the request is sent (the helper reads its socket
+        # in order, and lets a request under way end before it applies the
+        # policies): if this process dies mid-spawn, nothing is left.
+        via.register(path, self.name, self.type)
+        self._registered = via
+        items: list[tuple[str, str | None]] = [
+            (step[1], step[2] if step[0] == "set" else None) for step in o.config]
+        items.append(("lxc.log.level", log_level(o)))
+        if o.limits is not None:  # before init runs, as in the step-by-step path
+            items += list(limit_config(o.limits, host_layout()))
+        self._log_offset = h.log_size()
+        self._exit_reason = None
+        argv = o.start.get("argv")
+        self._created = self._started = True
+        try:
+            pid = _base.ephemeral_start(h, o.userns, items, bool(o.start.get("useinit", False)),
+                                        argv or None, o.timeout)
+        except LxcTimeoutError:
+            self._registered = None  # the request may still make it: the helper keeps the policy
+            raise
+        self._started_as(pid)
+
     def _start(self) -> None:
         h = self.handle
         assert h is not None
@@ -142,7 +191,14 @@ class ContainerActor(pykka.ThreadingActor):
         self._exit_reason = None
         argv = o.start.get("argv")
         self._started = True
-        pid = h.start(bool(o.start.get("useinit", False)), argv or None, timeout=o.timeout)
+        self._started_as(h.start(bool(o.start.get("useinit", False)), argv or None,
+                                 timeout=o.timeout))
+
+    def _started_as(self, pid: int | None) -> None:
+        """The start returned init's *pid*: watch it, set cgroup items, open the console."""
+        h = self.handle
+        assert h is not None
+        o = self.options
         if pid is None:
             # init already ended: report it as soon as this call is done.
             self.init_pid = 0
@@ -210,6 +266,9 @@ class ContainerActor(pykka.ThreadingActor):
         h = self.handle
         if h is None or h.closed:
             return
+        if self._registered is not None:
+            with contextlib.suppress(LxcError):
+                self._registered.unregister(h.get_config_path(), self.name)
         with contextlib.suppress(LxcError):
             # A container this spawn did not start (adopted) keeps running.
             if self._started and h.is_running():

@@ -49,6 +49,9 @@ class ContainerRef:
         self._proxy = proxy if proxy is not None else actor.proxy()
         self.owner = owner
         self._entry = entry
+        #: A handle of the caller's side for the monitor's queries (see _HandleProxy).
+        self._query: Container | None = None
+        self._query_lock = threading.Lock()
 
     @property
     def alive(self) -> bool:
@@ -77,6 +80,31 @@ class ContainerRef:
             raise LxcError(self.name, method, "the container has ended") from exc
         except pykka.Timeout as exc:
             raise LxcError(self.name, method, f"no answer within {timeout:g} s") from exc
+
+    def _monitor_query(self, method: str) -> Any:
+        """Ask the container's monitor *method* from the calling thread.
+
+        Its answer comes over the monitor's command socket, the same from
+        any handle on the container: no need to queue it behind the actor's
+        calls (a thread hand-off that costs more than the query).
+        """
+        with self._query_lock:
+            if not self.actor.is_alive():
+                self._close_query()
+                raise LxcError(self.name, method, "the container has ended")
+            if self._query is None:
+                self._query = Container(self.name, self.path, log=False)  # no fd held
+            return getattr(self._query, method)()
+
+    def _close_query(self) -> None:
+        if self._query is not None:
+            self._query.close()
+            self._query = None
+
+    def _ended(self) -> None:
+        """The container's actor ended: release the query handle."""
+        with self._query_lock:
+            self._close_query()
 
     def __enter__(self) -> ContainerRef:
         return self
@@ -162,11 +190,13 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
         actor.stop(block=False)
         raise
     entry = Entry(name, path, actor, who, type_)
+    ref = ContainerRef(name, path, actor, who, entry, proxy)
     with end_lock:
         if not gone.is_set():
             sup.add(entry)
             ended.append(lambda: sup.remove(path, name))
-    return ContainerRef(name, path, actor, who, entry, proxy)
+            ended.append(ref._ended)
+    return ref
 
 
 def exit(ref: ContainerRef, reason: str = "normal", timeout: float = 10.0) -> ContainerExited | None:
@@ -209,8 +239,14 @@ def type(ref: ContainerRef, new: Type | None = None) -> Type:
     return new
 
 
+#: Handle methods whose answer is the monitor's, whichever handle asks
+#: (run in the caller's thread, see ContainerRef._monitor_query).
+_MONITOR_QUERIES = frozenset({"state", "is_running", "running", "init_pid"})
+
+
 class _HandleProxy:
-    """The low-level handle, each call run in the container's actor."""
+    """The low-level handle, each call run in the container's actor (the
+    monitor's own queries excepted: see ContainerRef._monitor_query)."""
 
     def __init__(self, ref: ContainerRef) -> None:
         self._ref = ref
@@ -218,9 +254,12 @@ class _HandleProxy:
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_") or not callable(getattr(Container, method, None)):
             raise AttributeError(f"lxactors.liblxc.Container has no method {method!r}")
+        ref = self._ref
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._ref._ask("call", method, args, kwargs)
+            if method in _MONITOR_QUERIES and not args and not kwargs:
+                return ref._monitor_query(method)
+            return ref._ask("call", method, args, kwargs)
 
         call.__name__ = method
         return call

@@ -26,7 +26,7 @@ from lxactors._helperclient import Helper
 from lxactors._userns import IdMap, idmap_of
 
 __all__ = ["BASE_NAME", "base_name", "container_idmap", "ensure_base", "ephemeral_clone",
-           "make_in_rootfs", "root_owner", "shell_on_tty1"]
+           "ephemeral_start", "make_in_rootfs", "root_owner", "shell_on_tty1"]
 
 log = logging.getLogger("lxactors")
 
@@ -158,3 +158,13 @@ def ephemeral_clone(name: str, path: str | None, idmap: IdMap | None = None,
         clone = base.clone(name, flags=liblxc.CLONE_SNAPSHOT, bdevtype="overlay")
     clone.set_helper(helper)
     return clone
+
+
+def ephemeral_start(container: liblxc.Container, idmap: IdMap | None,
+                    items: list[tuple[str, str | None]], useinit: bool,
+                    argv: list[str] | None, timeout: float) -> int | None:
+    """Clone the base for *idmap* to *container* (a handle on a new name)
+    and start it, in one helper request (see ``Container.start_clone_of``);
+    init's pid."""
+    ensure_base(container.get_config_path(), idmap)
+    return container.start_clone_of(base_name(idmap), items, useinit, argv, timeout=timeout)

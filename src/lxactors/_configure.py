@@ -13,7 +13,7 @@ from lxactors._options import SpawnOptions
 from lxactors._userns import IdMap
 from lxactors.liblxc import Container
 
-__all__ = ["check_userns", "configure"]
+__all__ = ["check_userns", "configure", "log_level"]
 
 
 def check_userns(name: str, h: Container, want: IdMap | None,
@@ -54,6 +54,10 @@ def configure(h: Container, options: SpawnOptions, clear: bool = True) -> None:
             h.set_config_item(step[1], step[2])
         else:
             h.clear_config_item(step[1])
-    # INFO: liblxc logs init's exit status at that level.
-    level = options.log_level if options.verbose >= 3 else "INFO"
-    h.set_config_item("lxc.log.level", level)
+    h.set_config_item("lxc.log.level", log_level(options))
+
+
+def log_level(options: SpawnOptions) -> str:
+    """liblxc's log level for a spawn: INFO unless verbose asks for more (liblxc
+    logs init's exit status at INFO: the actor reads it there)."""
+    return options.log_level if options.verbose >= 3 else "INFO"

@@ -33,6 +33,9 @@ __all__ = ["Console", "hub", "DEFAULT_WINDOW"]
 log = logging.getLogger("lxactors")
 
 _READ_MAX = 64 * 1024
+#: A message takes at most 1/_IN_FLIGHT of the window (but _READ_MIN bytes).
+_IN_FLIGHT = 4
+_READ_MIN = 4096
 
 
 class Console:
@@ -107,24 +110,39 @@ class Console:
         return ev
 
     def _on_read(self) -> None:
-        room = min(_READ_MAX, self._window.room)
+        room = min(_READ_MAX, self._window.room, max(_READ_MIN, self.window // _IN_FLIGHT))
         if room <= 0:
             return
-        try:
-            data = os.read(self.ptx, room)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                log.warning("console %s: read failed: %s", self.container, exc)
-            data = b""
-        if not data:
+        # A pty read returns at most a line discipline's buffer (4 KiB):
+        # what is already waiting is read on into one message, so a fast
+        # writer costs one delivery (and one acknowledgement) per a few
+        # reads; a message takes at most a part of the window, so that
+        # reading goes on while the owner processes the last one.
+        chunks: list[bytes] = []
+        got = 0
+        eof = False
+        while got < room:
+            try:
+                data = os.read(self.ptx, room - got)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    log.warning("console %s: read failed: %s", self.container, exc)
+                data = b""
+            if not data:
+                eof = True
+                break
+            chunks.append(data)
+            got += len(data)
+        if got:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.bytes_read += got
+            self._window.deliver(self.owner, ConsoleOutput(self.container, data), got)
+        if eof:
             self._eof = True
             if self.on_eof is not None:
                 self.on_eof()
-            return
-        self.bytes_read += len(data)
-        self._window.deliver(self.owner, ConsoleOutput(self.container, data), len(data))
 
     def _on_write(self) -> None:
         with self._lock:

@@ -16,9 +16,9 @@ import sys
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DECLS = ("attach.h", "container.h", "launcher.h")
-#: C compiled into the extension (the helper's launcher).
-SOURCES = ("launcher.c",)
+DECLS = ("attach.h", "container.h", "launcher.h", "calls.h")
+#: C compiled into the extension (the helper's launcher, the hot calls).
+SOURCES = ("launcher.c", "calls.c")
 INSTALL_HINT = (
     "lxactors needs liblxc 5.0 and its headers: run "
     "'apt-get install lxc lxc-dev' (Debian/Ubuntu) and install again."

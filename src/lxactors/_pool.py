@@ -21,9 +21,11 @@ import collections
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from lxactors._api import ContainerRef, exit, spawn
+from lxactors._api import type as type_of
 from lxactors._errors import LxcError
 from lxactors._messages import ConsoleOutput, ContainerExited, Message
 from lxactors._owner import Done, Owner, as_owner
@@ -77,13 +79,24 @@ class Pool:
     unnamed temporary containers.  The pool belongs to *owner* (None: the
     calling actor or thread) and closes with it; ``close()`` (or leaving a
     ``with`` block) destroys the containers not handed over.
+
+    *factory* (instead of options) makes each container: called with the
+    owner to give it, it returns ``lxactors.spawn(..., owner=owner)``'s
+    reference to a temporary container (imc's pool names its containers
+    and builds their root first).
     """
 
-    def __init__(self, size: int, *, refill: int = 2, owner: object = None, **options: Any) -> None:
+    def __init__(self, size: int, *, refill: int = 2, owner: object = None,
+                 factory: Callable[[Owner], ContainerRef] | None = None,
+                 **options: Any) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"pool size must be a non-negative int, not {size!r}")
         if isinstance(refill, bool) or not isinstance(refill, int) or refill < 1:
             raise ValueError(f"pool refill must be a positive int, not {refill!r}")
+        if factory is not None and not callable(factory):
+            raise TypeError(f"factory must be callable, not {type(factory).__name__}")
+        if factory is not None and options:
+            raise ValueError("give the spawn options either to the pool or to its factory")
         if "name" in options:
             raise ValueError("a pool holds unnamed containers: no name")
         if options.get("type", "temporary") != "temporary":
@@ -92,6 +105,7 @@ class Pool:
             raise ValueError("nodaemonize cannot apply to pooled containers")
         self.size = size
         self.options = dict(options)
+        self._factory = factory
         self._owner = as_owner(owner)
         self._lock = threading.Condition()
         self._ready: collections.deque[tuple[ContainerRef, _Held]] = collections.deque()
@@ -141,7 +155,7 @@ class Pool:
             held = _Held(self)
             ref = None
             try:
-                ref = spawn("", owner=held, **self.options)
+                ref = self._make(held)
             except Exception as exc:
                 log.warning("pool: spawn failed: %s", exc)
             with self._lock:
@@ -160,6 +174,18 @@ class Pool:
             else:
                 with self._lock:
                     self._lock.wait(backoff)
+
+    def _make(self, owner: Owner) -> ContainerRef:
+        """One container for the pool, owned by *owner*: temporary, whoever made it."""
+        if self._factory is None:
+            return spawn("", owner=owner, **self.options)
+        ref = self._factory(owner)
+        if not isinstance(ref, ContainerRef) or ref.owner is not owner:
+            raise TypeError("a pool's factory must return spawn(..., owner=owner)'s reference")
+        if type_of(ref) != "temporary":
+            exit(ref, "kill")
+            raise ValueError("a pool's factory must spawn temporary containers")
+        return ref
 
     # ------------------------------------------------------------ hand-over
 
@@ -197,6 +223,11 @@ class Pool:
                 continue  # it ended meanwhile: the next one
             supervisor().set_owner(ref._entry, who)
             ref.owner = who
+            return ref
+        if self._factory is not None:
+            ref = self._make(who)
+            if window is not None:
+                ref._ask("hand_over", who, window, None)
             return ref
         options = dict(self.options)
         if window is not None:

@@ -146,6 +146,9 @@ SAMPLES: list[wire.Request] = [
                 groups=[1, 2], cwd="/", namespaces=-1, flags=0, capture=True, input=b"in",
                 timeout=2.5),
     wire.RemoveStaleCgroups(**BASE),
+    wire.CloneStart(**BASE, base="lxactors-base", items=[["lxc.log.level", "INFO"],
+                                                          ["lxc.environment", None]],
+                    argv=None, useinit=False, close_all_fds=True),
 ]
 
 
@@ -163,7 +166,7 @@ def test_every_op_is_declared_once_with_a_distinct_name() -> None:
     names = [cls.op for cls in wire._REQUESTS.values()]
     assert len(names) == len(set(names)) and "" not in names
     assert {"start", "attach", "clone", "register", "unregister", "destroy_with_snapshots",
-            "migrate", "console", "remove_stale_cgroups"} <= set(names)
+            "migrate", "console", "remove_stale_cgroups", "clone_start"} <= set(names)
 
 
 @pytest.mark.parametrize("build", [
@@ -179,6 +182,21 @@ def test_every_op_is_declared_once_with_a_distinct_name() -> None:
     lambda: wire.Umount(**BASE, target=None, flags=0),              # None would reach liblxc as NULL
     lambda: wire.Register(path="/p", name="c1", type="forever"),
     lambda: wire.Migrate(**BASE, cmd=1, directory="/d", ghost_limt=3),
+    # clone_start's strings cross to C as NUL-separated fields, its items as config lines
+    lambda: wire.CloneStart(**BASE, base="b\0x", items=[], argv=None, useinit=False,
+                            close_all_fds=True),
+    lambda: wire.CloneStart(**BASE, base="b", items=[["lxc.uts.name", "a\0b"]], argv=None,
+                            useinit=False, close_all_fds=True),
+    lambda: wire.CloneStart(**BASE, base="b", items=[["lxc.uts.name", "a\nlxc.hook.start = x"]],
+                            argv=None, useinit=False, close_all_fds=True),
+    lambda: wire.CloneStart(**BASE, base="b", items=[["lxc.uts.name"]], argv=None,
+                            useinit=False, close_all_fds=True),
+    lambda: wire.CloneStart(**BASE, base="b", items=[[None, "x"]], argv=None, useinit=False,
+                            close_all_fds=True),
+    lambda: wire.CloneStart(**BASE, base="b", items=[], argv=[b"/bin/sh\0-c"], useinit=False,
+                            close_all_fds=True),
+    lambda: wire.CloneStart(**BASE, config="/tmp/snap.conf", base="b", items=[], argv=None,
+                            useinit=False, close_all_fds=True),
 ])
 def test_a_bad_request_is_a_type_error_at_the_sending_end(build: Any) -> None:
     with pytest.raises(TypeError):

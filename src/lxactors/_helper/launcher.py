@@ -7,7 +7,8 @@ a C loop in a process the helper forks once; it forks a small child per
 request (the caller of liblxc's start, so what liblxc moves into the
 monitor's cgroups, and what the monitor is a copy of).  Requests it cannot
 do exactly as the Python ops would (a foreground start, clone hooks) go to
-a worker as before.
+a worker as before.  ``clone_start`` is a spawn's clone and start in one
+child.
 
 Each dispatched request is a :class:`Pending` in the helper's loop: the
 launcher's child writes one line to its result pipe, which the helper turns
@@ -24,10 +25,25 @@ from dataclasses import dataclass, field
 
 from lxactors._ffi import lib
 from lxactors._helper.cgroups import remove_monitor_cgroups
-from lxactors._helper.handle import Handle, log_size, op_error, unlink_symlinked_rootfs
+from lxactors._helper.handle import (
+    Handle,
+    config_item,
+    log_size,
+    op_error,
+    unlink_symlinked_rootfs,
+)
 from lxactors._helper.layer import release_layer
-from lxactors._helper.start import path_without_idmap_tools
-from lxactors._helper.wire import Clone, Destroy, DestroyWithSnapshots, Request, Start, error, ok
+from lxactors._helper.start import clone_start_path, path_without_idmap_tools
+from lxactors._helper.wire import (
+    Clone,
+    CloneStart,
+    Destroy,
+    DestroyWithSnapshots,
+    Request,
+    Start,
+    error,
+    ok,
+)
 
 __all__ = ["Launcher", "Pending"]
 
@@ -55,6 +71,10 @@ def _maps_ids(config: str | None) -> bool:
         return True  # let liblxc report the snapshot
 
 
+#: The ops whose child is the caller of a daemonized start (answered with init's pid).
+_STARTS = ("start", "clone_start")
+
+
 @dataclass
 class Pending:
     """A request the launcher runs: its reply pipe and how to read a failure."""
@@ -75,13 +95,15 @@ class Pending:
         line = bytes(self.buf).split(b"\n", 1)[0].decode("ascii", "replace").split()
         if line[:1] == ["ok"] and len(line) == 2 and line[1].isdigit():
             value = int(line[1])
-            if self.op == "start":
+            if self.op in _STARTS:
                 # 0: init already ended (a short-lived command); the caller reads why.
                 return ok(value if value > 0 else None)
             return ok(None)
         if not line:
             return error("helper", f"the helper's launcher ended without answering {self.op}", [])
-        err = op_error(f"{self.op} failed", self.log_path, self.log_offset)
+        # A clone_start says which half failed ("err clone"; else its start).
+        what = {"clone_start": "clone" if line[1:] == ["clone"] else "start"}.get(self.op, self.op)
+        err = op_error(f"{what} failed", self.log_path, self.log_offset)
         return error(err.kind, str(err), err.log)
 
 
@@ -134,7 +156,7 @@ class Launcher:
             return None
         finally:
             os.close(w)
-        assert isinstance(req, (Start, Clone, Destroy, DestroyWithSnapshots))
+        assert isinstance(req, (Start, Clone, CloneStart, Destroy, DestroyWithSnapshots))
         return Pending(req.op, req.name, reply, r, log_path, offset)
 
     @staticmethod
@@ -154,6 +176,16 @@ class Launcher:
                     _opt(path)]
             argv = [b"0"] if req.argv is None else [b"1", *req.argv]
             return head + argv, req.log, log_size(req.log)
+        if isinstance(req, CloneStart):
+            base_config = os.path.join(req.path, req.base, "config")
+            maps = _maps_ids(base_config) or any(str(k).startswith("lxc.idmap") for k, _ in req.items)
+            path = clone_start_path(req) if maps else None
+            items = [f for key, value in req.items for f in (_s(str(key)), _opt(value))]
+            head = [b"clone_start", _s(req.name), _s(req.path), _opt(req.log), _s(req.base),
+                    b"1" if req.useinit else b"0", b"1" if req.close_all_fds else b"0",
+                    _opt(path), b"%d" % len(req.items), *items]
+            argv = [b"0"] if req.argv is None else [b"1", *req.argv]
+            return head + argv, req.log, log_size(req.log)
         if isinstance(req, Clone):
             if req.hookargs is not None:
                 return None
@@ -165,10 +197,15 @@ class Launcher:
             try:
                 unlink_symlinked_rootfs(h.c)
                 release_layer(h.c)  # destroy does not cross the bounded layer's mount
+                # A user-namespaced rootfs is removed inside the namespace:
+                # without newuidmap/newgidmap on PATH liblxc writes the maps
+                # itself instead of running both (most of such a destroy).
+                path = (path_without_idmap_tools(h.c)
+                        if not config_item(h.c, b"lxc.hook.destroy") else None)
             finally:
                 h.close()
-            return ([_s(req.op), _s(req.name), _s(req.path), _opt(req.config), _opt(req.log)],
-                    req.log, h.log_offset)
+            return ([_s(req.op), _s(req.name), _s(req.path), _opt(req.config), _opt(req.log),
+                     _opt(path)], req.log, h.log_offset)
         return None
 
     def reaped(self) -> bool:
@@ -180,7 +217,7 @@ class Launcher:
         if not msg:
             return False
         parts = msg.decode("utf-8", "surrogateescape").split(" ", 2)
-        if len(parts) == 3 and parts[0] == "reaped" and parts[1] == "start":
+        if len(parts) == 3 and parts[0] == "reaped" and parts[1] in _STARTS:
             # The child was the start's caller, in the monitor's cgroups:
             # a monitor that ended first could not remove them.
             with contextlib.suppress(OSError):

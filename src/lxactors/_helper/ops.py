@@ -16,7 +16,7 @@ from lxactors._helper.attach import op_attach
 from lxactors._helper.cgroups import remove_stale_cgroups
 from lxactors._helper.handle import Handle, c_argv, c_str, unlink_symlinked_rootfs
 from lxactors._helper.layer import op_bound_layer, release_layer
-from lxactors._helper.start import op_start
+from lxactors._helper.start import op_clone_start, op_start
 from lxactors._helper.wire import (
     AddDeviceNode,
     Attach,
@@ -24,6 +24,7 @@ from lxactors._helper.wire import (
     BoundLayer,
     Checkpoint,
     Clone,
+    CloneStart,
     Console,
     Create,
     Destroy,
@@ -237,6 +238,7 @@ def op_remove_stale_cgroups(req: RemoveStaleCgroups, fds: list[int], reply: int)
 
 OPS: dict[type[Request], Op] = {
     Start: op_start,
+    CloneStart: op_clone_start,
     Create: op_create,
     Clone: op_clone,
     Rename: op_rename,

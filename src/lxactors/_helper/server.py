@@ -22,6 +22,7 @@ import selectors
 import signal
 import socket
 import sys
+import time
 import traceback
 
 from lxactors._ffi import ffi, lib
@@ -154,7 +155,12 @@ def serve(sock: socket.socket, log_dir: str | None = None, owner_pidfd: int = -1
             for key, _ in events:
                 if key.fileobj is sock:
                     if not _serve_one(sock, launcher, pending, sel):
-                        apply_policies()  # the user's process is gone
+                        # The user's process is gone.  A spawn under way
+                        # (registered before it was sent) ends first: the
+                        # policies then apply to the container it made.
+                        sel.unregister(sock)
+                        _finish_pending(pending, sel, launcher)
+                        apply_policies()
                         remove_log_dir(log_dir, owner_pidfd)
                         return
                 elif launcher is not None and key.fileobj is launcher.sock:
@@ -247,6 +253,23 @@ def _result(fd: int, pending: dict[int, Pending], sel: selectors.BaseSelector) -
     del pending[fd]
     os.close(fd)
     os.close(p.reply)
+
+
+#: Seconds the launcher's requests under way get to end once the user's process is gone.
+FINISH_PENDING = 60.0
+
+
+def _finish_pending(pending: dict[int, Pending], sel: selectors.BaseSelector,
+                    launcher: Launcher | None) -> None:
+    """Let the launcher's requests under way end (their replies go nowhere)."""
+    deadline = time.monotonic() + FINISH_PENDING
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for key, _ in sel.select(left):
+            if launcher is not None and key.fileobj is launcher.sock:
+                if not launcher.reaped():
+                    return  # the launcher is gone: so are its children's results
+            elif key.fd in pending:
+                _result(key.fd, pending, sel)
 
 
 def _reap() -> None:

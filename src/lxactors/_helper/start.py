@@ -17,14 +17,22 @@ import tempfile
 import time
 from typing import Any
 
-from lxactors import _userns
+from lxactors import _errlog, _userns
 from lxactors._ffi import ffi, lib
 from lxactors._helper import host
 from lxactors._helper.cgroups import leave_monitor_cgroups, own_cgroups, remove_monitor_cgroups
-from lxactors._helper.handle import Handle, c_argv, c_str, config_item
-from lxactors._helper.wire import Start, error, ok, write_frame
+from lxactors._helper.handle import (
+    Handle,
+    OpError,
+    c_argv,
+    c_str,
+    config_item,
+    log_size,
+    op_error,
+)
+from lxactors._helper.wire import CloneStart, Start, error, ok, write_frame
 
-__all__ = ["op_start", "path_without_idmap_tools"]
+__all__ = ["clone_start_path", "op_clone_start", "op_start", "path_without_idmap_tools"]
 
 
 #: Config items whose programs liblxc runs (at start or stop) with the monitor's PATH.
@@ -118,6 +126,69 @@ def op_start(req: Start, fds: list[int], reply: int) -> object:
     pid = c.init_pid(c)
     # <= 0: init already ended (a short-lived command); the caller reads why.
     return pid if pid > 0 else None
+
+
+def _set_items(c: Any, items: list[list[str | None]]) -> bool:
+    """Set (value None: clear) the items of a clone_start on *c*, in order."""
+    for key, value in items:
+        k = c_str(key)
+        if not (c.set_config_item(c, k, c_str(value)) if value is not None
+                else c.clear_config_item(c, k)):
+            return False
+    return True
+
+
+def clone_start_path(req: CloneStart) -> str | None:
+    """The PATH a clone_start should run with: the base's config and the
+    items, looked at as the start will see them (see path_without_idmap_tools)."""
+    c = lib.lxc_container_new(c_str(req.base), c_str(req.path))
+    if c == ffi.NULL:
+        return None
+    try:
+        return path_without_idmap_tools(c) if _set_items(c, req.items) else None
+    finally:
+        lib.lxc_container_put(c)
+
+
+def op_clone_start(req: CloneStart, fds: list[int], reply: int) -> object:
+    """clone_start in a worker (the launcher does it when it runs: csrc/launcher.c)."""
+    base = lib.lxc_container_new(c_str(req.base), c_str(req.path))
+    if base == ffi.NULL:
+        raise OpError("cannot allocate a liblxc handle")
+    offset = log_size(req.log)
+    if req.log:
+        base.set_config_item(base, b"lxc.log.file", c_str(req.log))
+    c = base.clone(base, c_str(req.name), c_str(req.path), lib.LXC_CLONE_SNAPSHOT, b"overlay",
+                   ffi.NULL, 0, ffi.NULL)
+    lib.lxc_container_put(base)
+    if c == ffi.NULL:
+        raise op_error("clone failed", req.log, offset)  # the message names the half that failed
+    try:
+        cfg = os.path.join(req.path, req.name, "config")
+        _errlog.strip_from_config(cfg, req.log)  # the clone wrote the base's log line
+        started = (not req.log or bool(c.set_config_item(c, b"lxc.log.file", c_str(req.log)))) \
+            and _set_items(c, req.items)
+        if started:
+            path = path_without_idmap_tools(c)
+            if path is not None:
+                os.environ["PATH"] = path
+            c.want_close_all_fds(c, req.close_all_fds)
+            c.want_daemonize(c, True)
+            argv, _keep = c_argv(req.argv)
+            before = own_cgroups()
+            _default_signals()
+            started = bool(c.start(c, 1 if req.useinit else 0, argv))
+            leave_monitor_cgroups(before)
+        if not started:
+            err = op_error("start failed", req.log, offset)
+            if c.is_running(c):
+                c.stop(c)
+            c.destroy(c)
+            raise err
+        pid = c.init_pid(c)
+        return pid if pid > 0 else None
+    finally:
+        lib.lxc_container_put(c)
 
 
 #: Ignored here (Python ignores SIGPIPE and SIGXFSZ; the helper SIGHUP,

@@ -33,7 +33,8 @@ from lxactors._policy import check_type
 __all__ = [
     "MAX_FDS", "MAX_FRAME", "MAX_REQUEST", "FrameReader", "Request", "HandleRequest", "WireError",
     "decode_request", "encode_frame", "encode_request", "error", "loads", "ok", "write_frame",
-    "AddDeviceNode", "Attach", "AttachInterface", "BoundLayer", "Checkpoint", "Clone", "Console",
+    "AddDeviceNode", "Attach", "AttachInterface", "BoundLayer", "Checkpoint", "Clone", "CloneStart",
+    "Console",
     "Create",
     "Destroy", "DestroyWithSnapshots", "DetachInterface", "Migrate", "Mount", "Register",
     "RemoveDeviceNode", "RemoveStaleCgroups", "Rename", "Restore", "Snapshot", "SnapshotDestroy",
@@ -287,6 +288,41 @@ class Clone(HandleRequest):
     bdevdata: str | None
     newsize: int
     hookargs: list[bytes] | None
+
+
+@_op("clone_start")
+@dataclass(frozen=True, kw_only=True)
+class CloneStart(HandleRequest):
+    """A spawn in one request: clone the stopped container *base* (same
+    lxcpath) to *name* as an overlay snapshot, set *items* on the clone's
+    config (``[key, value]``; a value of None clears the key), start it.
+
+    One round trip and one config parse where clone then start take two of
+    each.  A clone that does not start is destroyed: the reply is a running
+    container's init pid (None: init already ended) or an error, and no
+    container is left either way.  No snapshot: the config is the base's.
+    """
+
+    base: str
+    items: list[list[str | None]]
+    argv: list[bytes] | None
+    useinit: bool
+    close_all_fds: bool
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.config is not None:
+            raise TypeError("helper request clone_start: config must be None (the base's is used)")
+        for item in self.items:
+            if len(item) != 2 or not isinstance(item[0], str):
+                raise TypeError("helper request clone_start: items are [key, value or None]")
+        # Each string crosses to C as one NUL-terminated field.
+        texts = [self.name, self.path, self.log or "", self.base,
+                 *(t for item in self.items for t in item if t is not None)]
+        if any("\0" in t for t in texts) or any(b"\0" in a for a in self.argv or ()):
+            raise TypeError("helper request clone_start: a field holds a NUL byte")
+        if any("\n" in t for item in self.items for t in item if t is not None):
+            raise TypeError("helper request clone_start: a config item holds a newline")
 
 
 @_op("remove_stale_cgroups")

@@ -58,6 +58,7 @@ from lxactors.apps.tcpvm_server import (
     DEFAULT_LISTEN,
     DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_PER_ADDRESS,
+    DEFAULT_POOL,
     TcpVm,
     serve,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_CLIENTS",
     "DEFAULT_MAX_PER_ADDRESS",
+    "DEFAULT_POOL",
     "Client",
     "TcpVm",
     "format_address",
@@ -134,6 +136,9 @@ def register(subparsers: Subparsers) -> None:
     g.add_argument("--max-per-address", type=count, default=DEFAULT_MAX_PER_ADDRESS,
                    metavar="N", help="sessions at once from one client address "
                    f"(default {DEFAULT_MAX_PER_ADDRESS})")
+    p.add_argument("--pool", type=int, default=DEFAULT_POOL, metavar="N",
+                   help=f"containers booted ahead, handed to clients at once (default "
+                   f"{DEFAULT_POOL}; 0: none)")
     p.set_defaults(run=_run, log=(log.name,))
 
 
@@ -144,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if args.max_clients < 1:
         raise UsageError(f"--max-clients must be at least 1, not {args.max_clients}")
+    if args.pool < 0:
+        raise UsageError(f"--pool must be at least 0, not {args.pool}")
     options: dict[str, Any] = {}
     if args.path:
         options["path"] = os.path.abspath(args.path)
@@ -158,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         server = TcpVm(listen, args.max_clients, options, limits=limits,
                        idle_timeout=args.idle_timeout, max_session=args.max_session,
-                       max_per_address=args.max_per_address)
+                       max_per_address=args.max_per_address, pool=args.pool)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     try:

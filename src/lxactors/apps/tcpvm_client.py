@@ -78,7 +78,7 @@ class Client:
         reader: threading.Thread | None = None
         try:
             try:
-                ref = lxactors.spawn(**self.server.spawn_options)
+                ref = self.server.spawn()
             except Exception as exc:
                 self._end(f"cannot start a container: {first_line(exc)}")
                 self._say(f"lxactors tcpvm: cannot start a container: {first_line(exc)}")

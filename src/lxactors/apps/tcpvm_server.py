@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_CLIENTS",
     "DEFAULT_MAX_PER_ADDRESS",
+    "DEFAULT_POOL",
     "STOP_TIMEOUT",
     "TcpVm",
     "serve",
@@ -40,6 +41,8 @@ DEFAULT_LISTEN: tuple[str, int] = ("127.0.0.1", 31337)
 DEFAULT_MAX_CLIENTS = 32
 #: Connections one client address may hold at once by default (None: no bound).
 DEFAULT_MAX_PER_ADDRESS = 8
+#: Containers `lxactors tcpvm` boots ahead (--pool).
+DEFAULT_POOL = 2
 #: What each client's container may take unless told otherwise (the README's Security section).
 DEFAULT_LIMITS = lxactors.Limits(pids=256, memory="256M", cpu=1.0, disk="128M")
 #: Seconds a stopping server waits for its clients' containers to go.
@@ -64,7 +67,7 @@ class TcpVm:
                  spawn_options: Mapping[str, Any] | None = None, *,
                  limits: lxactors.Limits | None = DEFAULT_LIMITS,
                  idle_timeout: float | None = None, max_session: float | None = None,
-                 max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS) -> None:
+                 max_per_address: int | None = DEFAULT_MAX_PER_ADDRESS, pool: int = 0) -> None:
         if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
             raise ValueError(f"max_clients must be a positive int, not {max_clients!r}")
         if max_per_address is not None and (isinstance(max_per_address, bool) or not isinstance(
@@ -76,6 +79,11 @@ class TcpVm:
                     value, (int, float)) or not 0 < value < 2**31):
                 raise ValueError(f"{what} must be a positive number of seconds or None, "
                                  f"not {value!r}")
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
+            raise ValueError(f"pool must be a non-negative int, not {pool!r}")
+        #: Containers booted ahead (see :meth:`bind`); 0: every client spawns cold.
+        self.pool_size = pool
+        self._pool: lxactors.Pool | None = None
         if limits is not None and not isinstance(limits, lxactors.Limits):
             raise TypeError(f"limits must be an lxactors.Limits or None, "
                             f"not {type(limits).__name__}")
@@ -129,13 +137,22 @@ class TcpVm:
             return list(self._clients)
 
     def bind(self) -> Address:
-        """Open the listening socket (OSError if the address is in use)."""
+        """Open the listening socket (OSError if the address is in use), and
+        start booting the pool's containers, owned by the calling thread."""
         if self._sock is None:
             host, port = self.listen
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._sock = socket.create_server((host, port), family=family, backlog=128)
             self._sock.setblocking(False)
+        if self.pool_size and self._pool is None:
+            self._pool = lxactors.Pool(self.pool_size, **self.spawn_options)
         return self.address
+
+    def spawn(self) -> lxactors.ContainerRef:
+        """A container for a client (the calling thread owns it): from the pool if one is ready."""
+        if self._pool is not None and not self._pool.closed:
+            return self._pool.spawn()
+        return lxactors.spawn(**self.spawn_options)
 
     def serve_forever(self) -> None:
         """Accept clients until :meth:`shutdown` (then :meth:`close` the rest)."""
@@ -220,6 +237,8 @@ class TcpVm:
         self.shutdown()
         if self._sock is not None:
             self._sock.close()
+        if self._pool is not None:
+            self._pool.close()
         clients = self.clients
         for c in clients:
             c.stop()

@@ -2,8 +2,10 @@
  * destroy without forking a Python interpreter.
  *
  * The helper forks it once (lxa_launcher_serve never returns to Python).
+ * Ops: clone, start, clone_start (a spawn's clone and start), destroy.
  * For each request it forks a child that makes the liblxc call and writes
- * one result line to the pipe sent along: "ok PID" or "err".  The child is
+ * one result line to the pipe sent along: "ok PID" or "err" ("err clone":
+ * a clone_start's clone failed, not its start).  The child is
  * a fork of a process that runs no Python, so it costs a fraction of a
  * Python worker, and the [lxc monitor] liblxc forks from it shares its pages
  * with the launcher instead of carrying copies of an interpreter's heap.
@@ -154,14 +156,87 @@ static int lxa_do_clone(char **f, int n)
 	return 0;
 }
 
+/* Clone the stopped container BASE as an overlay snapshot and start the
+ * clone: a spawn's two requests in one, each config parsed once (the base's
+ * from disk, the clone's by liblxc's clone).  A clone whose items or start
+ * fail is destroyed: the caller gets a running container or none. */
+static int lxa_do_clone_start(char **f, int n)
+{
+	/* clone_start name path +log base useinit close_all_fds +PATH nitems
+	 * (key +value)... has_argv argv...  (an item without a value is cleared) */
+	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
+	struct lxc_container *base, *c;
+	const char *logfile, *path_env;
+	char **argv = NULL;
+	int nitems, ok, pid;
+
+	if (n < 10)
+		return -1;
+	nitems = atoi(f[8]);
+	if (nitems < 0 || nitems > (n - 10) / 2)
+		return -1;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	setsid();  /* as lxa_do_start */
+	path_env = lxa_opt(f[7]);
+	if (path_env)
+		setenv("PATH", path_env, 1);
+	if (f[9 + 2 * nitems][0] == '1')
+		argv = &f[10 + 2 * nitems];
+	logfile = lxa_opt(f[3]);
+	if (logfile) {
+		/* The clone's and the start's reasons (and init's exit status,
+		 * which the monitor logs at INFO) go to the client's log; the
+		 * base's config, which the clone copies, is left without it.  A
+		 * level given here overrides every config's (liblxc's
+		 * lxc_loglevel_specified): it is the items' own. */
+		const char *level = "ERROR";
+		for (int i = 0; i < nitems; i++)
+			if (strcmp(f[9 + 2 * i], "lxc.log.level") == 0 && lxa_opt(f[10 + 2 * i]))
+				level = lxa_opt(f[10 + 2 * i]);
+		struct lxc_log log = {.name = f[1], .lxcpath = f[2], .file = logfile,
+				      .level = level, .prefix = "lxc", .quiet = true};
+		lxc_log_init(&log);
+	}
+	base = lxc_container_new(f[4], f[2]);
+	if (!base)
+		return -1;
+	c = base->clone(base, f[1], f[2], LXC_CLONE_SNAPSHOT, "overlay", NULL, 0, NULL);
+	lxc_container_put(base);
+	if (!c)
+		return -2;  /* "err clone" */
+	ok = !logfile || c->set_config_item(c, "lxc.log.file", logfile);
+	for (int i = 0; ok && i < nitems; i++) {
+		const char *key = f[9 + 2 * i], *value = lxa_opt(f[10 + 2 * i]);
+		ok = value ? c->set_config_item(c, key, value) : c->clear_config_item(c, key);
+	}
+	if (ok) {
+		c->want_close_all_fds(c, f[6][0] == '1');
+		c->want_daemonize(c, true);
+		ok = c->start(c, f[5][0] == '1', argv);
+	}
+	pid = ok ? c->init_pid(c) : -1;
+	if (!ok) {
+		if (c->is_running(c))
+			c->stop(c);
+		c->destroy(c);
+	}
+	lxc_container_put(c);
+	return ok ? (pid > 0 ? pid : 0) : -1;
+}
+
 static int lxa_do_destroy(char **f, int n)
 {
-	/* destroy|destroy_with_snapshots name path +config +log */
+	/* destroy|destroy_with_snapshots name path +config +log [+PATH] */
 	struct lxc_container *c;
+	const char *path_env;
 	bool ok;
 
 	if (n < 5)
 		return -1;
+	path_env = n > 5 ? lxa_opt(f[5]) : NULL;
+	if (path_env)
+		setenv("PATH", path_env, 1);
 	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), lxa_opt(f[4]));
 	if (!c)
 		return -1;
@@ -182,10 +257,14 @@ static void lxa_child(int sock, int result, char **f, int n)
 		value = lxa_do_start(f, n);
 	else if (strcmp(f[0], "clone") == 0)
 		value = lxa_do_clone(f, n);
+	else if (strcmp(f[0], "clone_start") == 0)
+		value = lxa_do_clone_start(f, n);
 	else if (strcmp(f[0], "destroy") == 0 || strcmp(f[0], "destroy_with_snapshots") == 0)
 		value = lxa_do_destroy(f, n);
 	if (value >= 0)
 		snprintf(line, sizeof(line), "ok %d\n", value);
+	else if (value == -2)
+		snprintf(line, sizeof(line), "err clone\n");
 	else
 		snprintf(line, sizeof(line), "err\n");
 	lxa_result(result, line);

@@ -1,0 +1,3 @@
+/* csrc/calls.c: hot handle members as plain functions (faster through cffi). */
+
+const char *lxa_config_item(struct lxc_container *c, const char *key);
