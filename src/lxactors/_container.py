@@ -207,7 +207,7 @@ class Container:
     """
 
     def __new__(cls, name: str, path: str | os.PathLike[str] | None = None,
-                *, helper: Helper | None = None) -> Container:
+                *, helper: Helper | None = None, log: bool = True) -> Container:
         # Unprivileged mode (issue 16): the handle lives in the gate, root's.
         if cls is Container and os.geteuid() != 0:
             return super().__new__(_unprivileged().container)

@@ -160,7 +160,7 @@ class ProxyContainer(Container):
     """A handle in unprivileged mode (see the module's docstring)."""
 
     def __init__(self, name: str, path: str | os.PathLike[str] | None = None,
-                 *, helper: Helper | None = None) -> None:
+                 *, helper: Helper | None = None, log: bool = True) -> None:
         v.check_name(name)
         raw = None if path is None else v.check_path(path, "lxcpath").decode(
             "utf-8", "surrogateescape")
