@@ -32,7 +32,7 @@ from lxactors._options import SpawnOptions
 from lxactors._owner import Owner
 from lxactors._policy import Intensity, Type, on_container_end, on_owner_exit
 from lxactors._userns import reach_problem
-from lxactors.liblxc import Container, default_lxcpath
+from lxactors.liblxc import Container, config_item_is_supported, default_lxcpath
 
 __all__ = ["ContainerActor"]
 
@@ -144,11 +144,14 @@ class ContainerActor(pykka.ThreadingActor):
         o = self.options
         # Unprivileged, the gate authorizes each step (it has no such request);
         # a disk limit mounts the clone's layer between clone and start.
-        if os.geteuid() != 0 or (o.limits is not None and o.limits.disk is not None):
+        # Limits are set key by key (cgroup keys liblxc's key check does not
+        # know), as are keys that check cannot vouch for (lxc.net.N.*).
+        if os.geteuid() != 0 or o.limits is not None:
             return False
         return not (o.chroot or o.nodaemonize) and all(
             step[0] in ("set", "clear_item")
             and not step[1].startswith(("lxc.idmap", "lxc.include", "lxc.log.file"))
+            and config_item_is_supported(step[1])
             for step in o.config)
 
     def _clone_and_start(self) -> None:
@@ -167,8 +170,6 @@ class ContainerActor(pykka.ThreadingActor):
         items: list[tuple[str, str | None]] = [
             (step[1], step[2] if step[0] == "set" else None) for step in o.config]
         items.append(("lxc.log.level", log_level(o)))
-        if o.limits is not None:  # before init runs, as in the step-by-step path
-            items += list(limit_config(o.limits, host_layout()))
         self._log_offset = h.log_size()
         self._exit_reason = None
         argv = o.start.get("argv")
