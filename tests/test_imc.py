@@ -18,7 +18,7 @@ from lxactors import Limits, LxcError, liblxc
 from lxactors._limits import host_layout
 from lxactors._userns import resolve_userns
 from lxactors.apps import imc
-from tests.util import cgroup_file, host_uid, made_bridge, pids_in_pidns_of
+from tests.util import cgroup_file, host_uids_in_pidns_of, made_bridge
 
 
 def _gone(lxcpath: str, name: str) -> bool:
@@ -67,7 +67,7 @@ def _host_uids_in(run: imc.Imc, lxcpath: str) -> set[int]:
     with liblxc.Container(run.name, lxcpath) as h:
         init = h.init_pid()
     assert init is not None
-    return {host_uid(pid) for pid in pids_in_pidns_of(init) if pid != init}
+    return {uid for pid, uid in host_uids_in_pidns_of(init).items() if pid != init}
 
 
 def test_root_and_system_directories_are_read_only(lxcpath: str) -> None:

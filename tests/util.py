@@ -129,6 +129,19 @@ def pids_in_pidns_of(pid: int) -> list[int]:
     return found
 
 
+def host_uids_in_pidns_of(pid: int) -> dict[int, int]:
+    """{host pid: host uid} of every process in *pid*'s pid namespace that is
+    still there when read (one that ends between listing and reading, such as a
+    finished ``id`` or boot script, is left out)."""
+    uids = {}
+    for p in pids_in_pidns_of(pid):
+        try:
+            uids[p] = host_uid(p)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return uids
+
+
 def cgroup_file(pid: int | None, controller: str, name: str) -> str:
     """The host path of *name* in the cgroup of *controller* that *pid* is in (its
     container's payload cgroup, for a container's process), on cgroup v1 or v2."""
