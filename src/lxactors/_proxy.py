@@ -53,7 +53,7 @@ class ProxyReply(Reply):
     def _read(self) -> bytes:
         if self._sock is None:  # a pipe: no fds come this way
             return os.read(self.fd, 1 << 16)
-        data, fds, _flags, _addr = socket.recv_fds(self._sock, 1 << 16, 8, socket.MSG_CMSG_CLOEXEC)
+        data, fds = wire.recv_fds(self._sock, 1 << 16)
         self.fds.extend(fds)
         return data
 

@@ -166,8 +166,7 @@ class Gate:
             signal.signal(sig, signal.SIG_IGN)
         while True:
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(
-                    self.sock, wire.MAX_REQUEST, wire.MAX_FDS, socket.MSG_CMSG_CLOEXEC)
+                msg, fds = wire.recv_fds(self.sock, wire.MAX_REQUEST)
             except (ConnectionResetError, OSError):
                 msg, fds = b"", []
             if not msg:

@@ -30,7 +30,6 @@ from lxactors._helper.launcher import Launcher, Pending
 from lxactors._helper.layer import release_layer
 from lxactors._helper.ops import OPS
 from lxactors._helper.wire import (
-    MAX_FDS,
     MAX_REQUEST,
     Register,
     Request,
@@ -39,6 +38,7 @@ from lxactors._helper.wire import (
     decode_request,
     error,
     ok,
+    recv_fds,
     write_frame,
 )
 from lxactors._policy import Type, check_type, on_owner_exit
@@ -183,8 +183,7 @@ def _serve_one(sock: socket.socket, launcher: Launcher | None, pending: dict[int
     try:
         # CLOEXEC: else every attached command inherits the reply pipe
         # (and could write forged frames to the user's process).
-        msg, fds, _flags, _addr = socket.recv_fds(sock, MAX_REQUEST, MAX_FDS,
-                                                  socket.MSG_CMSG_CLOEXEC)
+        msg, fds = recv_fds(sock, MAX_REQUEST)
     except (ConnectionResetError, OSError):
         msg, fds = b"", []
     if not msg:
