@@ -83,6 +83,17 @@ def remove_container(name: str, lxcpath: str) -> None:
         pass
 
 
+def dirs_left(lxcpath: str, prefix: str) -> list[str]:
+    """Directories named PREFIX... in *lxcpath*: what outlived its container.
+
+    As an ordinary user, whose lxcpath is root's (0711: only the gate lists it),
+    none are seen here: ``tests/test_privsep.py`` looks from root's side after the run.
+    """
+    if AS_USER:
+        return []
+    return [n for n in os.listdir(lxcpath) if n.startswith(prefix)]
+
+
 def proc_status(pid: int | str) -> dict[str, str]:
     """/proc/PID/status (PID may be "self") as {field: value}."""
     with open(f"/proc/{pid}/status", encoding="utf-8") as f:
