@@ -4,7 +4,9 @@ The module's fixture makes a system user and a root-owned install, runs
 ``lxactors setup-user`` for it, and after the tests undoes it all and checks
 that nothing is left (user, sudoers drop-in, access.conf section, subids,
 its lxcpath).  The unprivileged suite (``tests/unprivileged``) runs as that
-user; the rest checks, from root's side, what the user must not reach.
+user, and so do tcpvm's, imc's, the command's and ``connect``'s own modules
+(:data:`AS_USER_MODULES`); the rest checks, from root's side, what the user
+must not reach.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def access_conf_edited(install: privsep.Install, settings: str) -> Iterator[None
 #: Root's own test modules that run as the test user too, through the gate (their
 #: ``lxcpath`` fixture is then the user's; what only root may do is checked refused).
 AS_USER_MODULES = ("tests/test_tcpvm.py", "tests/test_tcpvm_limits.py", "tests/test_tcpvm_pool.py",
-                   "tests/test_aio_tcpvm.py", "tests/test_imc.py", "tests/test_cli.py")
+                   "tests/test_aio_tcpvm.py", "tests/test_imc.py", "tests/test_cli.py",
+                   "tests/test_connect.py")
 
 
 def test_tcpvm_and_imc_pass_as_an_ordinary_user(install: privsep.Install) -> None:
