@@ -158,7 +158,8 @@ def teardown(inst: Install) -> list[str]:
     except KeyError:
         pass
     for path in (inst.root, f"/etc/sudoers.d/lxactors-{inst.user}",
-                 f"/var/lib/lxactors/users/{inst.uid}", f"/tmp/lxactors-{inst.uid}"):
+                 f"/var/lib/lxactors/users/{inst.uid}", f"/tmp/lxactors-{inst.uid}",
+                 f"/tmp/lxactors-markers-{inst.uid}"):
         if os.path.lexists(path):
             if path.startswith("/tmp/"):
                 shutil.rmtree(path, ignore_errors=True)

@@ -47,12 +47,6 @@ def _as_nobody() -> None:
     os.setuid(NOBODY)
 
 
-#: A known gap: tcpvm's and imc's markers (who a container is for) go in the container's
-#: directory, which is root's in unprivileged mode: ``lxactors ls`` cannot show them.
-NO_MARKERS = pytest.mark.xfail(AS_USER, strict=True, reason="unprivileged, tcpvm and imc "
-                               "cannot write their marker in the container's directory (root's)")
-
-
 @pytest.mark.skipif(AS_USER, reason="becomes nobody: needs root (a user access.conf does not "
                     "name is refused by the gate: tests/test_privsep.py)")
 @pytest.mark.parametrize("args", [["ls"], ["imc", "--", "id"], ["tcpvm"], ["demo"]])
@@ -150,7 +144,6 @@ def test_imc_timeout(lxcpath: str) -> None:
     assert "did not finish within 0.5 s" in one_line(r)
 
 
-@NO_MARKERS
 def test_ls_shows_base_and_tcpvm_containers(lxcpath: str) -> None:
     r = lxactors("ls", "--path", lxcpath, check_rc=0)
     if not AS_USER:  # (the gate makes no container outside a user namespace)
@@ -201,7 +194,6 @@ def test_imc_signal_kills_the_command_and_cleans_up(lxcpath: str, sig: int) -> N
     assert not dirs_left(lxcpath, "imc-")
 
 
-@NO_MARKERS
 def test_ls_shows_imc_containers(lxcpath: str) -> None:
     from lxactors import imc
 

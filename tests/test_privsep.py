@@ -93,6 +93,9 @@ def test_tcpvm_and_imc_pass_as_an_ordinary_user(install: privsep.Install) -> Non
     # What the user could not look at (its lxcpath is root's): no container's directory
     # outlived it (the modules' fixture destroyed what was defined at the end).
     assert os.listdir(f"/var/lib/lxactors/users/{install.uid}") == []
+    # tcpvm's and imc's markers (the user's own, for ls) went with their containers.
+    markers = f"/tmp/lxactors-markers-{install.uid}"
+    assert os.stat(markers).st_uid == install.uid and os.listdir(markers) == []
 
 
 def test_the_sudoers_line_names_one_root_owned_command(install: privsep.Install) -> None:
