@@ -110,6 +110,16 @@ def test_bad_arguments(lxcpath: str, args: list[str], message: str) -> None:
     assert message in one_line(r)
 
 
+def test_tcpvm_config_liblxc_or_the_gate_refuses_stops_it_before_it_listens(
+        lxcpath: str) -> None:
+    r = lxactors("tcpvm", "--listen", "127.0.0.1:0", "--path", lxcpath, "--config",
+                 "lxc.no.such=1", check_rc=1)
+    line = one_line(r)
+    assert "lxc.no.such" in line and "listening" not in r.stdout + r.stderr
+    assert line.endswith("(refused by rule allowlist)") if AS_USER else "failed" in line
+    assert "tcpvm-config-check" not in liblxc.list_all_containers(lxcpath)
+
+
 def test_liblxc_missing_reported_in_one_line() -> None:
     # What main() does when the extension (or the liblxc it links) cannot be
     # imported by a command.

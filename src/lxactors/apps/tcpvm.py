@@ -162,6 +162,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_userns:
         options["userns"] = False
     limits = limits_from(args)
+    if args.config:
+        _check_config(options.get("path"), options["config"])
     try:
         server = TcpVm(listen, args.max_clients, options, limits=limits,
                        idle_timeout=args.idle_timeout, max_session=args.max_session,
@@ -196,6 +198,18 @@ def _run(args: argparse.Namespace) -> int:
     if listening:
         say(f"tcpvm stopped; {n} container{'s' if n != 1 else ''} exited")
     return 0
+
+
+def _check_config(path: str | None, config: list[tuple[str, str]]) -> None:
+    """Each ``--config`` item set once, on a handle never saved, as every client's
+    container will be: one liblxc does not know, or one the gate refuses an ordinary
+    user (a bridge not in access.conf's net_links...), stops the server before it
+    listens, in one line naming the rule, not each client."""
+    from lxactors import liblxc
+
+    with liblxc.Container("tcpvm-config-check", path) as c:
+        for key, value in config:
+            c.set_config_item(key, value)
 
 
 def _with_veth_defaults(config: list[tuple[str, str]]) -> list[tuple[str, str]]:
