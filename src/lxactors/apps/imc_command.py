@@ -226,6 +226,11 @@ class Imc:
 
     # -- internals
 
+    def _remove(self) -> None:
+        """The container is gone: its directory (if liblxc left it) and its marker go."""
+        _remove_dir(self.container_dir)
+        marker.remove(self.path, self.name)
+
     def _exit_container(self) -> None:
         ref = self._ref
         if ref is not None and ref.alive:
@@ -300,14 +305,16 @@ class Imc:
         try:
             if privileged:
                 os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
-                marker.write(self.container_dir, "imc", uid=self.host_uid, command=plan.command)
+            with contextlib.suppress(OSError):  # (for ls: no marker is no failure)
+                marker.write(plan.lxcpath, plan.name, "imc", uid=self.host_uid,
+                             command=plan.command)
             self._ref = lxactors.spawn(
                 plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
                 config=plan.config, create={"template": None}, chroot=plan.chroot,
                 start={"argv": plan.init}, console=False, timeout=boot_timeout,
                 userns=plan.userns or False, limits=plan.limits)
         except BaseException:
-            _remove_dir(self.container_dir)
+            self._remove()
             raise
         pipes: list[int] = []
         try:
@@ -327,7 +334,7 @@ class Imc:
             for fd in pipes:
                 os.close(fd)
             self._exit_container()
-            _remove_dir(self.container_dir)
+            self._remove()
             raise
         for fd in (out_w, err_w, in_r):
             if fd >= 0:
@@ -368,7 +375,7 @@ class Imc:
             pump.join(10)
         finally:
             attached.close()
-            _remove_dir(self.container_dir)
+            self._remove()
             self._exited = Exited(self.name, status, timed_out)
             self._ref = None
             self.owner.deliver(cast(Any, self._exited))
