@@ -49,7 +49,7 @@ def per_call_us(fn: Callable[[], object], number: int, repeat: int = 3) -> float
 
 def exp_helper(path: str) -> tuple[str, Rows]:
     from lxactors._errors import LxcError
-    from lxactors._helper import wire
+    from lxactors._helper import protocol
     from lxactors._helperclient import helper
 
     h = helper()
@@ -69,7 +69,7 @@ def exp_helper(path: str) -> tuple[str, Rows]:
         t = time.perf_counter()
         try:
             # Forks a worker, which finds no such container and says so.
-            h.call(wire.Destroy(name="x", path="/nonexistent", log=None), timeout=5)
+            h.call(protocol.Destroy(name="x", path="/nonexistent", log=None), timeout=5)
         except LxcError:
             pass
         lat.append(time.perf_counter() - t)
@@ -78,9 +78,9 @@ def exp_helper(path: str) -> tuple[str, Rows]:
     reg = []
     for _ in range(n):
         t = time.perf_counter()
-        h.call(wire.Register(path="/nonexistent", name="x", type="temporary"), timeout=5)
+        h.call(protocol.Register(path="/nonexistent", name="x", type="temporary"), timeout=5)
         reg.append(time.perf_counter() - t)
-    h.call(wire.Unregister(path="/nonexistent", name="x"), timeout=5)
+    h.call(protocol.Unregister(path="/nonexistent", name="x"), timeout=5)
 
     # What a worker pays to import _errlog (clone's strip_log_line does), and
     # what it would pay if the helper imported it once before forking.

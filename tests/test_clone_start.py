@@ -1,4 +1,4 @@
-"""A spawn's clone and start in one helper request (wire.CloneStart).
+"""A spawn's clone and start in one helper request (protocol.CloneStart).
 
 What it must keep: the clone gets the items before it starts (and the
 handle has them after), a clone that does not start is destroyed, and an
@@ -20,7 +20,7 @@ import pytest
 
 import lxactors
 from lxactors import _base, liblxc
-from lxactors._helper import wire
+from lxactors._helper import protocol
 from lxactors._helperclient import Helper
 from tests.util import read_console_until, unique_name, wait_for
 
@@ -33,7 +33,7 @@ def ops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     seen: list[str] = []
     request = Helper.request
 
-    def recording(self: Helper, req: wire.Request, *args: Any, **kw: Any) -> Any:
+    def recording(self: Helper, req: protocol.Request, *args: Any, **kw: Any) -> Any:
         seen.append(req.op)
         return request(self, req, *args, **kw)
 

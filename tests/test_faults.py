@@ -26,7 +26,7 @@ import pytest
 
 import lxactors
 from lxactors import _errlog, liblxc
-from lxactors._helper import wire
+from lxactors._helper import protocol
 from lxactors._helperclient import helper
 from tests import leaks
 from tests.util import pid_gone, read_console_until, remove_container, unique_name, wait_for
@@ -271,7 +271,7 @@ def test_remove_stale_cgroups_takes_a_stopped_containers_leftovers_only(make_con
     """The helper op behind "lost": it counts and removes the empty payload/monitor cgroups
     of a stopped container (a killed monitor's), and leaves a running one's alone."""
     c = make_container()
-    req = wire.RemoveStaleCgroups(name=c.name, path=lxcpath, log=None)
+    req = protocol.RemoveStaleCgroups(name=c.name, path=lxcpath, log=None)
     assert helper().call(req, container=c.name) == 0  # none: how a normal end looks
     made: list[str] = []
     try:

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lxactors._helper import wire
+from lxactors._helper import protocol, wire
 from lxactors._helper.access import Caller, Grant
 from lxactors._helper.gate import Gate
 
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the gate is root's")
 
 CALLER = Caller(uid=4242424, gid=4242424, pid=1, name="lxactors-fuzz", groups=frozenset())
 #: Ops a fuzzed frame may name (register/unregister would reach this process's own helper).
-OPS = sorted(set(wire._REQUESTS) - {"register", "unregister"})
-FIELDS = sorted({f for cls in wire._REQUESTS.values() for f in wire._hints(cls)})
+OPS = sorted(set(protocol._REQUESTS) - {"register", "unregister"})
+FIELDS = sorted({f for cls in protocol._REQUESTS.values() for f in protocol._hints(cls)})
 
 plain = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
@@ -87,7 +87,7 @@ def test_every_frame_gets_one_answer_and_does_nothing(gate: tuple[Gate, str], fr
         assert kind in ("ok", "err")
         if kind == "ok" and isinstance(rest[0], tuple) and rest[0][0] == "return":
             # only a well-formed request succeeds, and none of these makes anything
-            assert wire.decode_request(frame).op in ("open", "close_handle", "list_containers",
+            assert protocol.decode_request(frame).op in ("open", "close_handle", "list_containers",
                                                      "call", "chroot")
     finally:
         mine.close()

@@ -16,7 +16,7 @@ import pytest
 import lxactors
 from lxactors import liblxc
 from lxactors._errors import HelperError, LxcError
-from lxactors._helper import wire
+from lxactors._helper import protocol
 from lxactors._helperclient import Reply, helper, helper_command
 
 PARENT = os.path.dirname(os.path.dirname(os.path.abspath(lxactors.__file__)))
@@ -108,14 +108,14 @@ def test_an_isolated_helper_serves_requests_and_survives_bad_ones(
     assert not (tmp_path / "ran").exists()
     assert proc.poll() is None
     # Still serving: the loop answers a registry request, a forked worker a real op.
-    with send(sock, wire.encode_request(wire.Register(path=str(tmp_path), name="c1",
+    with send(sock, protocol.encode_request(protocol.Register(path=str(tmp_path), name="c1",
                                                       type="permanent"))) as reply:
         assert reply.frame(10) is None
-    with send(sock, wire.encode_request(wire.Destroy(**base)), "destroy") as reply, \
+    with send(sock, protocol.encode_request(protocol.Destroy(**base)), "destroy") as reply, \
             pytest.raises(LxcError, match="destroy failed") as err:
         reply.frame(30)
     assert type(err.value) is LxcError  # liblxc's failure, not the helper's
-    with send(sock, wire.encode_request(wire.Unregister(path=str(tmp_path), name="c1"))) as reply:
+    with send(sock, protocol.encode_request(protocol.Unregister(path=str(tmp_path), name="c1"))) as reply:
         assert reply.frame(10) is None
 
 

@@ -24,7 +24,7 @@ from lxactors._chroot import overlay_layers, unlink_symlinks_to_store
 from lxactors._errlog import HandleLog, log_dir, strip_from_config
 from lxactors._errors import ContainerClosedError, LxcError
 from lxactors._ffi import NULL, ffi, from_c, lib, take_string, take_string_array
-from lxactors._helper import wire
+from lxactors._helper import protocol
 from lxactors._helperclient import DEFAULT_TIMEOUT, Helper, Reply, helper
 
 __all__ = [
@@ -302,7 +302,7 @@ class Container:
             args["config"] = snap
         return args
 
-    def _via_helper(self, op: type[wire.HandleRequest], timeout: float | None = DEFAULT_TIMEOUT,
+    def _via_helper(self, op: type[protocol.HandleRequest], timeout: float | None = DEFAULT_TIMEOUT,
                     snapshot: bool = False, fds: Sequence[int] = (), **extra: Any) -> Any:
         """One request of type *op* (its fields: this handle's and *extra*)."""
         args = self._helper_args(snapshot=snapshot)
@@ -600,7 +600,7 @@ class Container:
         if rootfs is not None:
             raise LxcError(self._name, "create",
                            f"a container of this name already exists (its rootfs {rootfs})")
-        self._via_helper(wire.Create, timeout=v.check_timeout(timeout), snapshot=True,
+        self._via_helper(protocol.Create, timeout=v.check_timeout(timeout), snapshot=True,
                          template=t, bdevtype=b, specs=specs, flags=f, argv=args_b)
         self._reload()
 
@@ -649,7 +649,7 @@ class Container:
         self._foreground_status = None
         if not self._daemonize:
             return self._start_foreground(t, extra)
-        pid = self._via_helper(wire.Start, timeout=t, snapshot=True, **extra)
+        pid = self._via_helper(protocol.Start, timeout=t, snapshot=True, **extra)
         return None if pid is None else int(pid)
 
     def start_clone_of(self, base: str, items: Iterable[tuple[str, str | None]] = (),
@@ -686,7 +686,7 @@ class Container:
         if self.is_defined():
             raise LxcError(self._name, "start_clone_of", "the container already exists")
         try:
-            pid = self._via_helper(wire.CloneStart, timeout=t, base=base,
+            pid = self._via_helper(protocol.CloneStart, timeout=t, base=base,
                                    items=[[key, val] for key, val in steps], argv=args,
                                    useinit=bool(useinit), close_all_fds=self._close_all_fds)
         except LxcError as exc:
@@ -708,7 +708,7 @@ class Container:
         args = self._helper_args(snapshot=True)
         self._log.mark()
         try:
-            req = wire.Start(**args, **extra)
+            req = protocol.Start(**args, **extra)
             reply = self._get_helper().request(req, container=self._name)
             try:
                 pid = reply.frame(timeout)
@@ -761,7 +761,7 @@ class Container:
     def destroy(self) -> None:
         """Delete the container and its rootfs (it must be stopped)."""
         if not self._destroy_here():
-            self._via_helper(wire.Destroy)
+            self._via_helper(protocol.Destroy)
         self._reload()
 
     def _destroy_here(self) -> bool:
@@ -804,13 +804,13 @@ class Container:
 
     def destroy_with_snapshots(self) -> None:
         """Delete the (stopped) container and every snapshot of it."""
-        self._via_helper(wire.DestroyWithSnapshots)
+        self._via_helper(protocol.DestroyWithSnapshots)
         self._reload()
 
     def rename(self, newname: str) -> None:
         """Rename the (stopped) container; the handle follows the new name."""
         v.check_name(newname, "new name")
-        self._via_helper(wire.Rename, newname=newname)
+        self._via_helper(protocol.Rename, newname=newname)
         path = self.get_config_path()
         old = self._c
         self._c = ffi.gc(lib.lxc_container_new(v.encode(newname), v.encode(path)),
@@ -832,7 +832,7 @@ class Container:
         d = None if bdevdata is None else v.check_text(bdevdata, "bdevdata", allow_newline=False).decode()
         size = v.check_int(newsize, "newsize", low=0, high=2**63 - 1)
         hooks = None if hookargs is None else v.check_argv(hookargs, "hookargs")
-        self._via_helper(wire.Clone, timeout=v.check_timeout(timeout), snapshot=True,
+        self._via_helper(protocol.Clone, timeout=v.check_timeout(timeout), snapshot=True,
                          newname=newname, lxcpath=path, flags=f, bdevtype=b, bdevdata=d,
                          newsize=size, hookargs=hooks)
         return Container(newname, path or self.get_config_path())
@@ -841,7 +841,7 @@ class Container:
 
     def snapshot(self, commentfile: str | os.PathLike[str] | None = None) -> int:
         """Snapshot the container; return the snapshot number (snapN)."""
-        return int(self._via_helper(wire.Snapshot, commentfile=_path_arg(commentfile, "comment file")))
+        return int(self._via_helper(protocol.Snapshot, commentfile=_path_arg(commentfile, "comment file")))
 
     def snapshot_list(self) -> list[Snapshot]:
         """The container's snapshots, as :class:`Snapshot` records."""
@@ -868,29 +868,29 @@ class Container:
         v.check_name(snapname, "snapshot name")
         if newname is not None:
             v.check_name(newname, "new name")
-        self._via_helper(wire.SnapshotRestore, snapname=snapname, newname=newname or self._name)
+        self._via_helper(protocol.SnapshotRestore, snapname=snapname, newname=newname or self._name)
         if newname in (None, self._name):
             self._reload()
 
     def snapshot_destroy(self, snapname: str) -> None:
         """Delete snapshot *snapname*."""
         v.check_name(snapname, "snapshot name")
-        self._via_helper(wire.SnapshotDestroy, snapname=snapname)
+        self._via_helper(protocol.SnapshotDestroy, snapname=snapname)
 
     def snapshot_destroy_all(self) -> None:
         """Delete every snapshot of the container."""
-        self._via_helper(wire.SnapshotDestroyAll)
+        self._via_helper(protocol.SnapshotDestroyAll)
 
     # ------------------------------------------------------------ devices, network, mounts
 
     def add_device_node(self, src_path: str, dest_path: str | None = None) -> None:
         """Make host device *src_path* usable in the running container (at *dest_path*, or the same path)."""
-        self._via_helper(wire.AddDeviceNode, src_path=_required_path(src_path, "device"),
+        self._via_helper(protocol.AddDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def remove_device_node(self, src_path: str, dest_path: str | None = None) -> None:
         """Remove a device added with :meth:`add_device_node`."""
-        self._via_helper(wire.RemoveDeviceNode, src_path=_required_path(src_path, "device"),
+        self._via_helper(protocol.RemoveDeviceNode, src_path=_required_path(src_path, "device"),
                          dest_path=_path_arg(dest_path, "destination"))
 
     def attach_interface(self, dev: str, dst_dev: str | None = None) -> None:
@@ -898,14 +898,14 @@ class Container:
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
-        self._via_helper(wire.AttachInterface, dev=dev, dst_dev=dst_dev)
+        self._via_helper(protocol.AttachInterface, dev=dev, dst_dev=dst_dev)
 
     def detach_interface(self, dev: str, dst_dev: str | None = None) -> None:
         """Move network device *dev* of the running container back to the host (named *dst_dev*)."""
         v.check_name(dev, "interface")
         if dst_dev is not None:
             v.check_name(dst_dev, "interface")
-        self._via_helper(wire.DetachInterface, dev=dev, dst_dev=dst_dev)
+        self._via_helper(protocol.DetachInterface, dev=dev, dst_dev=dst_dev)
 
     def get_interfaces(self) -> list[str]:
         """The network interfaces inside the running container."""
@@ -924,7 +924,7 @@ class Container:
     def mount(self, source: str | None, target: str, filesystemtype: str | None = None,
               mountflags: int = 0, data: str | None = None) -> None:
         """Mount *source* on *target* inside the running container."""
-        self._via_helper(wire.Mount, snapshot=True, source=_path_arg(source, "source"),
+        self._via_helper(protocol.Mount, snapshot=True, source=_path_arg(source, "source"),
                          target=_required_path(target, "target"),
                          fstype=None if filesystemtype is None else v.check_text(
                              filesystemtype, "filesystem type", allow_newline=False).decode(),
@@ -933,7 +933,7 @@ class Container:
 
     def umount(self, target: str, mountflags: int = 0) -> None:
         """Unmount *target* inside the running container."""
-        self._via_helper(wire.Umount, snapshot=True, target=_required_path(target, "target"),
+        self._via_helper(protocol.Umount, snapshot=True, target=_required_path(target, "target"),
                          flags=v.check_int(mountflags, "mountflags", low=0, high=2**31 - 1))
 
     # ------------------------------------------------------------ console
@@ -954,7 +954,7 @@ class Container:
                 stderrfd: int = 2, escape: int = 1) -> None:
         """Run liblxc's interactive console on the given fds until the escape key."""
         fds = [v.check_int(fd, "fd", low=0, high=2**31 - 1) for fd in (stdinfd, stdoutfd, stderrfd)]
-        self._via_helper(wire.Console, timeout=-1, fds=fds,
+        self._via_helper(protocol.Console, timeout=-1, fds=fds,
                          ttynum=v.check_int(ttynum, "ttynum", low=-1, high=1024),
                          escape=v.check_int(escape, "escape", low=1, high=26))
 
@@ -1021,7 +1021,7 @@ class Container:
             raise TypeError("input must be bytes")
         t = v.check_timeout(timeout)
         args = self._attach_args(argv, env, clear_env, uid, gid, groups, cwd, namespaces, flags)
-        req = wire.Attach(**self._helper_args(), **args, capture=True, input=bytes(input or b""),
+        req = protocol.Attach(**self._helper_args(), **args, capture=True, input=bytes(input or b""),
                           timeout=t)
         with self._get_helper().request(req, container=self._name) as reply:
             self._log.mark()
@@ -1049,7 +1049,7 @@ class Container:
         try:
             fds = [devnull if fd is None else v.check_int(fd, "fd", low=0, high=2**31 - 1)
                    for fd in (stdin, stdout, stderr)]
-            req = wire.Attach(**self._helper_args(), **args, capture=False)
+            req = protocol.Attach(**self._helper_args(), **args, capture=False)
             reply = self._get_helper().request(req, fds, container=self._name)
         finally:
             os.close(devnull)
@@ -1064,17 +1064,17 @@ class Container:
 
     def checkpoint(self, directory: str, stop: bool = False, verbose: bool = False) -> None:
         """Dump the running container with CRIU into *directory* (*stop*: stop it after)."""
-        self._via_helper(wire.Checkpoint, directory=_required_path(directory, "directory"),
+        self._via_helper(protocol.Checkpoint, directory=_required_path(directory, "directory"),
                          stop=bool(stop), verbose=bool(verbose))
 
     def restore(self, directory: str, verbose: bool = False) -> None:
         """Start the container again from a CRIU dump in *directory*."""
-        self._via_helper(wire.Restore, directory=_required_path(directory, "directory"),
+        self._via_helper(protocol.Restore, directory=_required_path(directory, "directory"),
                          verbose=bool(verbose))
 
     def migrate(self, cmd: int, directory: str, **opts: Any) -> None:
         """liblxc's migrate (MIGRATE_PRE_DUMP=0, DUMP=1, RESTORE=2, FEATURE_CHECK=3)."""
-        self._via_helper(wire.Migrate, cmd=v.check_int(cmd, "cmd", low=0, high=3),
+        self._via_helper(protocol.Migrate, cmd=v.check_int(cmd, "cmd", low=0, high=3),
                          directory=_required_path(directory, "directory"), **opts)
 
     # ------------------------------------------------------------ seccomp, devpts

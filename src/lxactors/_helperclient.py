@@ -23,7 +23,7 @@ from typing import Any
 
 from lxactors._errlog import log_dir
 from lxactors._errors import AccessRefused, HelperError, LxcError, LxcTimeoutError
-from lxactors._helper import wire
+from lxactors._helper import protocol, wire
 from lxactors._singleton import PerProcess
 
 __all__ = ["Helper", "Reply", "helper", "helper_command", "set_helper_wrapper"]
@@ -132,12 +132,12 @@ class Helper:
             self._spawn()
             assert self._sock is not None
             for (path, name), type_ in list(self._registry.items()):
-                self._send_registry(self._sock, wire.Register(path=path, name=name, type=type_))
+                self._send_registry(self._sock, protocol.Register(path=path, name=name, type=type_))
             return self._sock
 
     @staticmethod
-    def _send_registry(sock: socket.socket, req: wire.Register) -> None:
-        payload = wire.encode_request(req)
+    def _send_registry(sock: socket.socket, req: protocol.Register) -> None:
+        payload = protocol.encode_request(req)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             socket.send_fds(sock, [payload], [w])
@@ -148,7 +148,7 @@ class Helper:
 
     def register(self, path: str, name: str, type_: str) -> None:
         """Tell the helper the container's type, for the case this process dies."""
-        req = wire.Register(path=path, name=name, type=type_)
+        req = protocol.Register(path=path, name=name, type=type_)
         with self._lock:
             self._registry[(path, name)] = type_
         self.tell(req)
@@ -158,7 +158,7 @@ class Helper:
             if self._registry.pop((path, name), None) is None:
                 return
         if self._sock is not None and self._pid == os.getpid():
-            self.tell(wire.Unregister(path=path, name=name))
+            self.tell(protocol.Unregister(path=path, name=name))
 
     def _spawn(self) -> None:
         if self._pid == os.getpid():
@@ -222,13 +222,13 @@ class Helper:
 
     def request(
         self,
-        req: wire.Request,
+        req: protocol.Request,
         fds: Sequence[int] = (),
         container: str | None = None,
     ) -> Reply:
         """Send one request; return its reply channel."""
         op = req.op
-        payload = wire.encode_request(req)
+        payload = protocol.encode_request(req)
         for attempt in (1, 2):
             sock = self._ensure()
             r, w = os.pipe2(os.O_CLOEXEC)
@@ -249,7 +249,7 @@ class Helper:
             return Reply(r, container, op)
         raise AssertionError("unreachable")
 
-    def tell(self, req: wire.Register | wire.Unregister) -> None:
+    def tell(self, req: protocol.Register | protocol.Unregister) -> None:
         """Send a registry change without waiting for the answer.
 
         The helper reads its socket in order and drains it before it sees
@@ -260,7 +260,7 @@ class Helper:
 
     def call(
         self,
-        req: wire.Request,
+        req: protocol.Request,
         fds: Sequence[int] = (),
         container: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -353,7 +353,7 @@ class GateHelper(Helper):
         with self._lock:
             self._registry[(path, name)] = type_
         try:
-            self.call(wire.Register(path=path, name=name, type=type_), container=name, timeout=30)
+            self.call(protocol.Register(path=path, name=name, type=type_), container=name, timeout=30)
         except BaseException:
             with self._lock:
                 self._registry.pop((path, name), None)

@@ -14,7 +14,7 @@ import os
 import select
 
 from lxactors._errors import LxcError
-from lxactors._helper import wire
+from lxactors._helper import protocol
 from lxactors._helperclient import Helper
 
 __all__ = ["MonitorWatch"]
@@ -47,7 +47,7 @@ class MonitorWatch:
         if not ended:
             return False  # still tearing down, or still running (a reboot): not lost
         try:
-            left = helper.call(wire.RemoveStaleCgroups(name=name, path=lxcpath, log=None),
+            left = helper.call(protocol.RemoveStaleCgroups(name=name, path=lxcpath, log=None),
                                container=name, timeout=30)
         except LxcError:
             return False

@@ -29,7 +29,7 @@ from lxactors._errors import (
     LxcError,
     LxcTimeoutError,
 )
-from lxactors._helper import wire
+from lxactors._helper import protocol, wire
 from lxactors._helper.calls import Call, Chroot, CloseHandle, ListContainers, Open
 from lxactors._helperclient import DEFAULT_TIMEOUT, Helper, Reply, helper
 
@@ -111,10 +111,10 @@ def _plain(value: object, member: str) -> object:
 _FDS_BACK = frozenset({"console_getfd", "init_pidfd"})
 
 
-def send(gate: Helper, req: wire.Request, fds: Sequence[int] = (),
+def send(gate: Helper, req: protocol.Request, fds: Sequence[int] = (),
          container: str | None = None) -> ProxyReply:
     """One request to the gate, with a pipe to answer on (a socket if fds come back)."""
-    payload = wire.encode_request(req)
+    payload = protocol.encode_request(req)
     member = getattr(req, "member", req.op)
     for attempt in (1, 2):
         sock = gate._ensure()
@@ -176,7 +176,7 @@ class ProxyContainer(Container):
 
     # ------------------------------------------------------------ plumbing
 
-    def _ask(self, req: wire.Request, fds: Sequence[int] = (),
+    def _ask(self, req: protocol.Request, fds: Sequence[int] = (),
              timeout: float | None = QUICK_TIMEOUT) -> Any:
         with send(self._gate, req, fds, self._name) as reply:
             return reply.frame(timeout)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lxactors._helper import wire
+from lxactors._helper import protocol, wire
 
 
 def frames_of(data: bytes, step: int = 1) -> list[tuple[Any, ...]]:
@@ -106,16 +106,16 @@ def test_globals_in_a_pickle_are_refused_never_called(tmp_path: Path) -> None:
     # os.system("touch MARKER") by the GLOBAL + REDUCE opcodes, as a hostile peer would send.
     hostile = b"cos\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR."
     for payload in (hostile, pickle.dumps(Evil()), pickle.dumps(("ok", Evil())),
-                    pickle.dumps(("ok", complex(1, 2))), pickle.dumps(("ok", wire.Destroy))):
+                    pickle.dumps(("ok", complex(1, 2))), pickle.dumps(("ok", protocol.Destroy))):
         with pytest.raises(wire.WireError, match="refused global"):
             wire.loads(payload)
         with pytest.raises(wire.WireError, match="refused global"):
             frames_of(raw_frame(payload), step=1 << 20)
     assert not marker.exists()
     # A request object itself never crosses: only (op, {field: value}).
-    req = wire.Destroy(name="c1", path="/p", log=None)
+    req = protocol.Destroy(name="c1", path="/p", log=None)
     with pytest.raises(wire.WireError, match="refused global"):
-        wire.decode_request(pickle.dumps(req))
+        protocol.decode_request(pickle.dumps(req))
 
 
 def test_plain_data_crosses() -> None:
@@ -125,77 +125,77 @@ def test_plain_data_crosses() -> None:
 
 
 BASE = {"name": "c1", "path": "/var/tmp/lx", "log": "/tmp/lxactors-1-x/0-c1.log"}
-SAMPLES: list[wire.Request] = [
-    wire.Register(path="/p", name="c1", type="temporary"),
-    wire.Unregister(path="/p", name="c1"),
-    wire.Start(**BASE, config="/tmp/snap.conf", argv=[b"/bin/sh", b"-c", b"exit 3"], useinit=False,
+SAMPLES: list[protocol.Request] = [
+    protocol.Register(path="/p", name="c1", type="temporary"),
+    protocol.Unregister(path="/p", name="c1"),
+    protocol.Start(**BASE, config="/tmp/snap.conf", argv=[b"/bin/sh", b"-c", b"exit 3"], useinit=False,
                daemonize=True, close_all_fds=True),
-    wire.Start(**BASE, argv=None, useinit=True, daemonize=False, close_all_fds=False),
-    wire.Create(**BASE, template="busybox", bdevtype=None, specs={"dir": "/srv/r", "fssize": 5},
+    protocol.Start(**BASE, argv=None, useinit=True, daemonize=False, close_all_fds=False),
+    protocol.Create(**BASE, template="busybox", bdevtype=None, specs={"dir": "/srv/r", "fssize": 5},
                 flags=0, argv=[]),
-    wire.Clone(**BASE, newname="c2", lxcpath=None, flags=4, bdevtype="overlay", bdevdata=None,
+    protocol.Clone(**BASE, newname="c2", lxcpath=None, flags=4, bdevtype="overlay", bdevdata=None,
                newsize=0, hookargs=None),
-    wire.Destroy(**BASE),
-    wire.DestroyWithSnapshots(**BASE),
-    wire.SnapshotRestore(**BASE, snapname="snap0", newname="c1"),
-    wire.Mount(**BASE, source="/src", target="/mnt", fstype=None, flags=4096, data=None),
-    wire.Migrate(**BASE, cmd=3, directory="/ck", features_to_check=1),
-    wire.Console(**BASE, ttynum=-1, escape=1),
-    wire.BoundLayer(**BASE, size=128 << 20),
-    wire.Attach(**BASE, argv=[b"echo", b"hi"], env={"A": "b"}, clear_env=True, uid=0, gid=None,
+    protocol.Destroy(**BASE),
+    protocol.DestroyWithSnapshots(**BASE),
+    protocol.SnapshotRestore(**BASE, snapname="snap0", newname="c1"),
+    protocol.Mount(**BASE, source="/src", target="/mnt", fstype=None, flags=4096, data=None),
+    protocol.Migrate(**BASE, cmd=3, directory="/ck", features_to_check=1),
+    protocol.Console(**BASE, ttynum=-1, escape=1),
+    protocol.BoundLayer(**BASE, size=128 << 20),
+    protocol.Attach(**BASE, argv=[b"echo", b"hi"], env={"A": "b"}, clear_env=True, uid=0, gid=None,
                 groups=[1, 2], cwd="/", namespaces=-1, flags=0, capture=True, input=b"in",
                 timeout=2.5),
-    wire.RemoveStaleCgroups(**BASE),
-    wire.CloneStart(**BASE, base="lxactors-base", items=[["lxc.log.level", "INFO"],
+    protocol.RemoveStaleCgroups(**BASE),
+    protocol.CloneStart(**BASE, base="lxactors-base", items=[["lxc.log.level", "INFO"],
                                                           ["lxc.environment", None]],
                     argv=None, useinit=False, close_all_fds=True),
 ]
 
 
 @pytest.mark.parametrize("req", SAMPLES, ids=lambda r: r.op)
-def test_requests_round_trip_as_op_and_fields(req: wire.Request) -> None:
-    data = wire.encode_request(req)
+def test_requests_round_trip_as_op_and_fields(req: protocol.Request) -> None:
+    data = protocol.encode_request(req)
     op, fields = pickle.loads(data)
     assert op == req.op
     assert fields == {f.name: getattr(req, f.name) for f in dataclasses.fields(req)}
-    back = wire.decode_request(data)
+    back = protocol.decode_request(data)
     assert type(back) is type(req) and back == req
 
 
 def test_every_op_is_declared_once_with_a_distinct_name() -> None:
-    names = [cls.op for cls in wire._REQUESTS.values()]
+    names = [cls.op for cls in protocol._REQUESTS.values()]
     assert len(names) == len(set(names)) and "" not in names
     assert {"start", "attach", "clone", "register", "unregister", "destroy_with_snapshots",
             "migrate", "console", "remove_stale_cgroups", "clone_start"} <= set(names)
 
 
 @pytest.mark.parametrize("build", [
-    lambda: wire.Destroy(**BASE, nmae="typo"),                      # unknown field
-    lambda: wire.Rename(**BASE),                                    # missing newname
-    lambda: wire.Destroy(name="c1", path="/p"),                     # missing log
-    lambda: wire.Start(**BASE, argv="/bin/sh", useinit=False, daemonize=True,
-                       close_all_fds=True),                         # argv a str
-    lambda: wire.Start(**BASE, argv=["/bin/sh"], useinit=False, daemonize=True,
-                       close_all_fds=True),                         # argv items str, not bytes
-    lambda: wire.Attach(**BASE, argv=[b"x"], env={"A": 1}, clear_env=False, uid=None, gid=None,
+    lambda: protocol.Destroy(**BASE, nmae="typo"),                      # unknown field
+    lambda: protocol.Rename(**BASE),                                    # missing newname
+    lambda: protocol.Destroy(name="c1", path="/p"),                     # missing log
+    lambda: protocol.Start(**BASE, argv="/bin/sh", useinit=False, daemonize=True,
+                           close_all_fds=True),                         # argv a str
+    lambda: protocol.Start(**BASE, argv=["/bin/sh"], useinit=False, daemonize=True,
+                           close_all_fds=True),                         # argv items str, not bytes
+    lambda: protocol.Attach(**BASE, argv=[b"x"], env={"A": 1}, clear_env=False, uid=None, gid=None,
                         groups=None, cwd=None, namespaces=-1, flags=0, capture=False),
-    lambda: wire.Umount(**BASE, target=None, flags=0),              # None would reach liblxc as NULL
-    lambda: wire.Register(path="/p", name="c1", type="forever"),
-    lambda: wire.Migrate(**BASE, cmd=1, directory="/d", ghost_limt=3),
+    lambda: protocol.Umount(**BASE, target=None, flags=0),              # None would reach liblxc as NULL
+    lambda: protocol.Register(path="/p", name="c1", type="forever"),
+    lambda: protocol.Migrate(**BASE, cmd=1, directory="/d", ghost_limt=3),
     # clone_start's strings cross to C as NUL-separated fields, its items as config lines
-    lambda: wire.CloneStart(**BASE, base="b\0x", items=[], argv=None, useinit=False,
+    lambda: protocol.CloneStart(**BASE, base="b\0x", items=[], argv=None, useinit=False,
                             close_all_fds=True),
-    lambda: wire.CloneStart(**BASE, base="b", items=[["lxc.uts.name", "a\0b"]], argv=None,
+    lambda: protocol.CloneStart(**BASE, base="b", items=[["lxc.uts.name", "a\0b"]], argv=None,
                             useinit=False, close_all_fds=True),
-    lambda: wire.CloneStart(**BASE, base="b", items=[["lxc.uts.name", "a\nlxc.hook.start = x"]],
+    lambda: protocol.CloneStart(**BASE, base="b", items=[["lxc.uts.name", "a\nlxc.hook.start = x"]],
                             argv=None, useinit=False, close_all_fds=True),
-    lambda: wire.CloneStart(**BASE, base="b", items=[["lxc.uts.name"]], argv=None,
+    lambda: protocol.CloneStart(**BASE, base="b", items=[["lxc.uts.name"]], argv=None,
                             useinit=False, close_all_fds=True),
-    lambda: wire.CloneStart(**BASE, base="b", items=[[None, "x"]], argv=None, useinit=False,
+    lambda: protocol.CloneStart(**BASE, base="b", items=[[None, "x"]], argv=None, useinit=False,
                             close_all_fds=True),
-    lambda: wire.CloneStart(**BASE, base="b", items=[], argv=[b"/bin/sh\0-c"], useinit=False,
+    lambda: protocol.CloneStart(**BASE, base="b", items=[], argv=[b"/bin/sh\0-c"], useinit=False,
                             close_all_fds=True),
-    lambda: wire.CloneStart(**BASE, config="/tmp/snap.conf", base="b", items=[], argv=None,
+    lambda: protocol.CloneStart(**BASE, config="/tmp/snap.conf", base="b", items=[], argv=None,
                             useinit=False, close_all_fds=True),
 ])
 def test_a_bad_request_is_a_type_error_at_the_sending_end(build: Any) -> None:
@@ -216,4 +216,4 @@ def test_a_bad_request_is_a_type_error_at_the_sending_end(build: Any) -> None:
 ])
 def test_a_bad_request_from_the_wire_is_a_wire_error(message: object, match: str) -> None:
     with pytest.raises(wire.WireError, match=match):
-        wire.decode_request(pickle.dumps(message))
+        protocol.decode_request(pickle.dumps(message))

@@ -11,7 +11,7 @@ import pytest
 
 from lxactors import AccessRefused, LxcError, liblxc
 from lxactors._chroot import CopySpec, FileSpec
-from lxactors._helper import wire
+from lxactors._helper import protocol
 from lxactors._helper.calls import Call, Open
 from lxactors._helperclient import helper
 from lxactors._launcher import own_lxcpath
@@ -184,7 +184,7 @@ def test_a_symlink_planted_in_the_rootfs_leads_nowhere(box: liblxc.Container) ->
     assert not os.path.exists("/etc/lxactors-pwned")
 
 
-def _raw(req: wire.Request, fds: list[int] | None = None) -> object:
+def _raw(req: protocol.Request, fds: list[int] | None = None) -> object:
     with send(helper(), req, fds or []) as reply:
         return reply.frame(30)
 
@@ -207,13 +207,13 @@ def test_hostile_calls_get_answers_not_actions(box: liblxc.Container) -> None:
     with pytest.raises(AccessRefused, match="rule lxcpath"):
         _raw(Open(name="x", path="/etc"))
     # ops of root's own helper are not the gate's
-    start = wire.Start(name=box.name, path=own_lxcpath(), log="/etc/lxactors-pwned",
+    start = protocol.Start(name=box.name, path=own_lxcpath(), log="/etc/lxactors-pwned",
                        config="/etc/shadow", argv=None, useinit=False, daemonize=True,
                        close_all_fds=True)
     with pytest.raises(AccessRefused, match="rule operation"):
         _raw(start)
     with pytest.raises(AccessRefused, match="rule lxcpath"):
-        helper().call(wire.Register(path="/var/lib/lxc", name="x", type="temporary"))
+        helper().call(protocol.Register(path="/var/lib/lxc", name="x", type="temporary"))
     # a frame that is not a request at all
     sock = helper()._ensure()
     mine, theirs = socket.socketpair()

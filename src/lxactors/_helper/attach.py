@@ -15,7 +15,11 @@ from typing import Any
 
 from lxactors._ffi import ffi, lib
 from lxactors._helper.handle import Handle, c_argv, c_str
-from lxactors._helper.wire import Attach, ok, write_frame
+from lxactors._helper.protocol import Attach
+from lxactors._helper.wire import (
+    ok,
+    write_frame,
+)
 
 __all__ = ["op_attach"]
 

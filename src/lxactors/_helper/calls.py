@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lxactors._helper.wire import Request, _op
+from lxactors._helper.protocol import Request, _op
 
 __all__ = ["Call", "Chroot", "CloseHandle", "ListContainers", "Open", "HELLO"]
 

@@ -39,7 +39,7 @@ from lxactors._errors import (
     LxcError,
     LxcTimeoutError,
 )
-from lxactors._helper import members, wire
+from lxactors._helper import members, protocol, wire
 from lxactors._helper.access import (
     Caller,
     ConfigContext,
@@ -189,21 +189,21 @@ class Gate:
         """Decode, authorize and run one request; *fds* (reply channel first) are ours."""
         reply, extra = fds[0], fds[1:]
         try:
-            req = wire.decode_request(msg)
+            req = protocol.decode_request(msg)
         except wire.WireError as exc:
             _send(reply, wire.error("helper", f"bad request: {exc}", []))
             _close(fds)
             return
-        if isinstance(req, (wire.Register, wire.Unregister, wire.BoundLayer)):
+        if isinstance(req, (protocol.Register, protocol.Unregister, protocol.BoundLayer)):
             try:
                 path = self.lxcpath(req.path)
                 self.check_owner(path, req.name)
-                if isinstance(req, wire.Register):
+                if isinstance(req, protocol.Register):
                     helper().register(path, req.name, req.type)
-                elif isinstance(req, wire.Unregister):
+                elif isinstance(req, protocol.Unregister):
                     helper().unregister(path, req.name)
                 else:  # Limits.disk: a tmpfs under the caller's own container, nothing else
-                    helper().call(wire.BoundLayer(name=req.name, path=path, log=None,
+                    helper().call(protocol.BoundLayer(name=req.name, path=path, log=None,
                                                   size=req.size), container=req.name, timeout=60)
                 _send(reply, wire.ok(None))
             except Refused as exc:
@@ -218,7 +218,7 @@ class Gate:
             return
         self._run(req, reply, extra)
 
-    def _run(self, req: wire.Request, reply: int, fds: list[int]) -> None:
+    def _run(self, req: protocol.Request, reply: int, fds: list[int]) -> None:
         container = getattr(req, "name", None)
         try:
             if isinstance(req, Call):

@@ -13,7 +13,7 @@ from typing import Any
 from lxactors import _errlog
 from lxactors._chroot import unlink_symlinks_to_store
 from lxactors._ffi import ffi, lib
-from lxactors._helper.wire import HandleRequest
+from lxactors._helper.protocol import HandleRequest
 
 __all__ = ["Handle", "OpError", "c_argv", "c_str", "config_item", "log_size", "op_error",
            "unlink_symlinked_rootfs"]

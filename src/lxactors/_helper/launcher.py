@@ -32,14 +32,16 @@ from lxactors._helper.handle import (
     unlink_symlinked_rootfs,
 )
 from lxactors._helper.layer import release_layer
-from lxactors._helper.start import clone_start_path, path_without_idmap_tools
-from lxactors._helper.wire import (
+from lxactors._helper.protocol import (
     Clone,
     CloneStart,
     Destroy,
     DestroyWithSnapshots,
     Request,
     Start,
+)
+from lxactors._helper.start import clone_start_path, path_without_idmap_tools
+from lxactors._helper.wire import (
     error,
     ok,
 )

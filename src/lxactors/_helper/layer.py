@@ -20,7 +20,7 @@ from typing import Any
 
 from lxactors._ffi import ffi
 from lxactors._helper.handle import Handle, OpError, config_item
-from lxactors._helper.wire import BoundLayer
+from lxactors._helper.protocol import BoundLayer
 
 __all__ = ["op_bound_layer", "release_layer"]
 

@@ -16,8 +16,7 @@ from lxactors._helper.attach import op_attach
 from lxactors._helper.cgroups import remove_stale_cgroups
 from lxactors._helper.handle import Handle, c_argv, c_str, unlink_symlinked_rootfs
 from lxactors._helper.layer import op_bound_layer, release_layer
-from lxactors._helper.start import op_clone_start, op_start
-from lxactors._helper.wire import (
+from lxactors._helper.protocol import (
     AddDeviceNode,
     Attach,
     AttachInterface,
@@ -45,6 +44,7 @@ from lxactors._helper.wire import (
     Start,
     Umount,
 )
+from lxactors._helper.start import op_clone_start, op_start
 
 __all__ = ["OPS", "Op"]
 

@@ -29,13 +29,15 @@ from lxactors._helper.handle import OpError, c_str, unlink_symlinked_rootfs
 from lxactors._helper.launcher import Launcher, Pending
 from lxactors._helper.layer import release_layer
 from lxactors._helper.ops import OPS
-from lxactors._helper.wire import (
-    MAX_REQUEST,
+from lxactors._helper.protocol import (
     Register,
     Request,
     Unregister,
-    WireError,
     decode_request,
+)
+from lxactors._helper.wire import (
+    MAX_REQUEST,
+    WireError,
     error,
     ok,
     recv_fds,

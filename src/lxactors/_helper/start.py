@@ -30,7 +30,15 @@ from lxactors._helper.handle import (
     log_size,
     op_error,
 )
-from lxactors._helper.wire import CloneStart, Start, error, ok, write_frame
+from lxactors._helper.protocol import (
+    CloneStart,
+    Start,
+)
+from lxactors._helper.wire import (
+    error,
+    ok,
+    write_frame,
+)
 
 __all__ = ["clone_start_path", "op_clone_start", "op_start", "path_without_idmap_tools"]
 
