@@ -25,12 +25,13 @@ form: ``status, stdout, stderr = imc.run(["id", "-u"])``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import lxactors
-from lxactors import Mailbox, Owner
+from lxactors import LxcError, Mailbox, Owner
 from lxactors.apps.command import (
     UsageError,
     add_limit_arguments,
@@ -58,6 +59,7 @@ from lxactors.apps.imc_plan import (
     UID_LOW,
     _plan,
 )
+from lxactors.apps.imc_pool import DEFAULT_POOL, POOL_OPTIONS, Pool
 
 if TYPE_CHECKING:
     from lxactors.apps.command import Subparsers
@@ -71,7 +73,10 @@ __all__ = [
     "Imc",
     "ImcMessage",
     "ImcTimeoutError",
+    "DEFAULT_POOL",
     "NS_UID_LOW",
+    "POOL_OPTIONS",
+    "Pool",
     "Result",
     "Stderr",
     "Stdout",
@@ -94,7 +99,8 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
           bridge: str | None = None, address: str | None = None, gateway: str | None = None,
           config: Sequence[tuple[str, str]] = (), hostname: str | None = None,
           window: int = DEFAULT_WINDOW, boot_timeout: float = 60.0,
-          userns: object = True, limits: lxactors.Limits | None = DEFAULT_LIMITS) -> Imc:
+          userns: object = True, limits: lxactors.Limits | None = DEFAULT_LIMITS,
+          pool: Pool | None = None) -> Imc:
     """Start *cmd* in a new immutable container; return at once.
 
     The owner (a pykka ``ActorRef``, an :class:`lxactors.Mailbox`, or None
@@ -112,7 +118,11 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
     the command's uid is then a host uid).  *uid* and *gid* are the ids
     inside; :attr:`Imc.host_uid` is what the host sees.  *limits*: what
     the container may take (:data:`DEFAULT_LIMITS`; None: unbounded; no
-    ``disk``: *tmpfs_size* bounds the writable space).
+    ``disk``: *tmpfs_size* bounds the writable space).  *pool*: an
+    :class:`imc.Pool <Pool>` whose booted containers have this command's
+    shape (those of the options above a pool fixes, :data:`POOL_OPTIONS`,
+    are refused unless left at their default or repeating the pool's; its
+    uid, gid and hostname are drawn at boot, so they are refused).
     """
     if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
         raise TypeError("input must be bytes")
@@ -120,13 +130,27 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int, not {window!r}")
-    plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
-                 tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
-                 config=config, hostname=hostname, userns=userns, limits=limits)
+    booted = None
+    if pool is None:
+        plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
+                     tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
+                     config=config, hostname=hostname, userns=userns, limits=limits)
+    else:
+        if not isinstance(pool, Pool):
+            raise TypeError(f"pool must be an imc.Pool, not {type(pool).__name__}")
+        if pool.closed:
+            raise LxcError(None, "imc.spawn", "the pool is closed")
+        pool._check({"path": path, "binds": binds, "tmpfs_size": tmpfs_size, "bridge": bridge,
+                     "address": address, "gateway": gateway, "config": config,
+                     "userns": userns, "limits": limits, "uid": uid, "gid": gid,
+                     "hostname": hostname})
     private = owner is None
     who: Owner = Mailbox() if owner is None else lxactors.as_owner(owner)
+    if pool is not None:
+        plan, booted = pool._take(cmd, env)
     imc = Imc(plan, who, private, window)
-    imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout)
+    imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout,
+               booted)
     return imc
 
 
@@ -186,6 +210,9 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--config", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="more liblxc config items")
     add_limit_arguments(p, DEFAULT_LIMITS, disk=False)
+    p.add_argument("--pool", type=int, default=DEFAULT_POOL, metavar="N",
+                   help=f"boot N containers ahead and run CMD in one (default {DEFAULT_POOL}: "
+                   "one command gains nothing from a pool; 0 turns it off)")
     p.add_argument("-i", "--stdin", action="store_true",
                    help="feed this command's stdin to CMD (default: /dev/null)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -212,14 +239,22 @@ def _run(args: argparse.Namespace) -> int:
             r.kill()
 
     # Installed first: a signal while the container boots still removes it.
-    with signals(stop):
+    with signals(stop), contextlib.ExitStack() as pools:
+        shape = dict(path=args.path, binds=binds, tmpfs_size=args.tmpfs_size,
+                     bridge=args.bridge, address=args.address, gateway=args.gateway,
+                     config=list(args.config), userns=not args.no_userns, limits=limits)
         try:
-            imc = spawn(
-                cmd, path=args.path, uid=args.uid, gid=args.gid, env=dict(args.env),
-                cwd=args.cwd, input=data, timeout=args.timeout, binds=binds,
-                tmpfs_size=args.tmpfs_size, bridge=args.bridge, address=args.address,
-                gateway=args.gateway, config=list(args.config), hostname=args.hostname,
-                userns=not args.no_userns, limits=limits)
+            if args.pool < 0:
+                raise ValueError(f"--pool must be 0 or more, not {args.pool}")
+            if args.pool:
+                pool = Pool(args.pool, **shape)
+                pools.enter_context(pool)
+                imc = spawn(cmd, pool=pool, uid=args.uid, gid=args.gid, env=dict(args.env),
+                            cwd=args.cwd, input=data, timeout=args.timeout,
+                            hostname=args.hostname)
+            else:
+                imc = spawn(cmd, uid=args.uid, gid=args.gid, env=dict(args.env), cwd=args.cwd,
+                            input=data, timeout=args.timeout, hostname=args.hostname, **shape)
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         running.append(imc)

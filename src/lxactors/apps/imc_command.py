@@ -289,26 +289,18 @@ class Imc:
                         os.close(fd)
 
     def _start(self, plan: _Plan, input: bytes | None, timeout: float | None,
-               cwd: str | None, boot_timeout: float) -> None:
+               cwd: str | None, boot_timeout: float,
+               booted: lxactors.ContainerRef | None = None) -> None:
         from lxactors import liblxc
 
-        # Unprivileged, the lxcpath is root's: the privileged helper makes the rootfs.
-        privileged = os.geteuid() == 0
-        if privileged:
-            os.makedirs(plan.lxcpath, exist_ok=True)
-            os.mkdir(self.container_dir, 0o755)
-        try:
-            if privileged:
-                os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
+        if booted is None:
+            self._ref = _boot(plan, lxactors.Mailbox(), boot_timeout, self.host_uid)
+        else:  # from a pool: booted for this plan's uid, gid and shape
+            self._ref = booted
+            # The marker names the command now (unprivileged, the directory is root's).
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.container_dir, marker.FILE))
                 marker.write(self.container_dir, "imc", uid=self.host_uid, command=plan.command)
-            self._ref = lxactors.spawn(
-                plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
-                config=plan.config, create={"template": None}, chroot=plan.chroot,
-                start={"argv": plan.init}, console=False, timeout=boot_timeout,
-                userns=plan.userns or False, limits=plan.limits)
-        except BaseException:
-            _remove_dir(self.container_dir)
-            raise
         pipes: list[int] = []
         try:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -374,3 +366,27 @@ class Imc:
             self.owner.deliver(cast(Any, self._exited))
             self._done.set()
 
+
+def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,
+          command: list[str] | None = None) -> lxactors.ContainerRef:
+    """Make and start *plan*'s container, owned by *owner* (its root built
+    from chroot specs; its marker names *command*, by default the plan's)."""
+    container_dir = os.path.join(plan.lxcpath, plan.name)
+    # Unprivileged, the lxcpath is root's: the privileged helper makes the rootfs.
+    privileged = os.geteuid() == 0
+    if privileged:
+        os.makedirs(plan.lxcpath, exist_ok=True)
+        os.mkdir(container_dir, 0o755)
+    try:
+        if privileged:
+            os.mkdir(os.path.join(container_dir, "rootfs"), 0o755)
+            marker.write(container_dir, "imc", uid=host_uid,
+                         command=plan.command if command is None else command)
+        return lxactors.spawn(
+            plan.name, path=plan.lxcpath, type="temporary", owner=owner,
+            config=plan.config, create={"template": None}, chroot=plan.chroot,
+            start={"argv": plan.init}, console=False, timeout=boot_timeout,
+            userns=plan.userns or False, limits=plan.limits)
+    except BaseException:
+        _remove_dir(container_dir)
+        raise
