@@ -59,6 +59,24 @@ def test_concurrent_commands_never_share_a_container(lxcpath: str) -> None:
     assert _imcs(lxcpath) == before
 
 
+def test_the_refill_waits_for_the_command(lxcpath: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a small machine a boot beside a short command slows it: the refill
+    # boots once the commands taken from the pool ended (or REFILL_DELAY).
+    from lxactors.apps import imc_pool
+
+    monkeypatch.setattr(imc_pool, "REFILL_DELAY", 300.0)
+    before = _imcs(lxcpath)
+    with imc.Pool(1, path=lxcpath) as pool:
+        wait_for(lambda: pool.ready == 1, timeout=120, what="a container booted ahead")
+        run = imc.spawn(["sleep", "60"], pool=pool)
+        wait_for(lambda: pool._pool._booting == 1, what="the refill under way")
+        assert _imcs(lxcpath) - before == {run.name}  # waiting, not booting
+        run.kill()
+        assert run.wait(30) == -9
+        wait_for(lambda: pool.ready == 1, timeout=60, what="the refill once the command ended")
+    assert _imcs(lxcpath) == before
+
+
 def test_a_command_chooses_its_input_environment_and_cwd(lxcpath: str) -> None:
     with imc.Pool(1, path=lxcpath) as pool:
         status, out, _ = imc.run(["sh", "-c", "cat; echo \"$GREETING $(pwd)\""], pool=pool,

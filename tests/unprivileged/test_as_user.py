@@ -176,6 +176,15 @@ def test_imc_runs_as_an_ordinary_user() -> None:
     assert int(r.stdout) >= 1000
 
 
+def test_imc_pool_serves_an_ordinary_user() -> None:
+    with imc.Pool(1) as pool:
+        wait_for(lambda: pool.ready == 1, 60, "a container booted ahead")
+        r = imc.run(["sh", "-c", "id -u; touch /bin/x; exit 5"], pool=pool, timeout=60)
+    assert r.status == 5 and b"Read-only file system" in r.stderr
+    assert int(r.stdout) >= 1000
+    assert not [n for n in liblxc.list_all_containers() if n.startswith("imc-")]
+
+
 def test_tcpvm_serves_as_an_ordinary_user() -> None:
     vm = tcpvm.TcpVm(("127.0.0.1", 0), 2, {})
     address = vm.bind()

@@ -59,7 +59,7 @@ from lxactors.apps.imc_plan import (
     UID_LOW,
     _plan,
 )
-from lxactors.apps.imc_pool import DEFAULT_POOL, POOL_OPTIONS, Pool
+from lxactors.apps.imc_pool import DEFAULT_POOL, POOL_OPTIONS, REFILL_DELAY, Pool
 
 if TYPE_CHECKING:
     from lxactors.apps.command import Subparsers
@@ -77,6 +77,7 @@ __all__ = [
     "NS_UID_LOW",
     "POOL_OPTIONS",
     "Pool",
+    "REFILL_DELAY",
     "Result",
     "Stderr",
     "Stdout",
@@ -148,9 +149,14 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
     who: Owner = Mailbox() if owner is None else lxactors.as_owner(owner)
     if pool is not None:
         plan, booted = pool._take(cmd, env)
-    imc = Imc(plan, who, private, window)
-    imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout,
-               booted)
+    imc = Imc(plan, who, private, window, None if pool is None else pool._ended)
+    try:
+        imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout,
+                   booted)
+    except BaseException:
+        if pool is not None:
+            pool._ended()
+        raise
     return imc
 
 

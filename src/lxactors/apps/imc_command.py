@@ -16,7 +16,7 @@ import selectors
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -141,7 +141,8 @@ def _remove_dir(path: str) -> None:
 class Imc:
     """A command running in its immutable container (see :func:`spawn`)."""
 
-    def __init__(self, plan: _Plan, owner: Owner, private: bool, window: int) -> None:
+    def __init__(self, plan: _Plan, owner: Owner, private: bool, window: int,
+                 on_done: Callable[[], None] | None = None) -> None:
         self.name = plan.name
         self.path = plan.lxcpath
         self.uid = plan.uid
@@ -159,6 +160,7 @@ class Imc:
         self._ref: lxactors.ContainerRef | None = None
         self._exited: Exited | None = None
         self._thread: threading.Thread | None = None
+        self._on_done = on_done  # a pool's: the command's container is gone
 
     # -- public
 
@@ -365,6 +367,8 @@ class Imc:
             self._ref = None
             self.owner.deliver(cast(Any, self._exited))
             self._done.set()
+            if self._on_done is not None:
+                self._on_done()
 
 
 def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,

@@ -28,7 +28,7 @@ from lxactors import Owner
 from lxactors.apps.imc_command import _boot
 from lxactors.apps.imc_plan import DEFAULT_BINDS, DEFAULT_LIMITS, _Plan, _plan
 
-__all__ = ["DEFAULT_POOL", "POOL_OPTIONS", "Pool"]
+__all__ = ["DEFAULT_POOL", "POOL_OPTIONS", "Pool", "REFILL_DELAY"]
 
 #: Containers ``lxactors imc --pool N`` boots ahead (0: none; one command
 #: gains nothing from a pool, several at once do).
@@ -43,6 +43,10 @@ POOL_OPTIONS: Mapping[str, Any] = {
     "address": None, "gateway": None, "config": (), "userns": True,
     "limits": DEFAULT_LIMITS,
 }
+#: Seconds a refill waits for the commands taken from the pool to end
+#: before it boots (on a small machine a boot beside a short command slows
+#: the command; a long one does not hold the refill back longer than this).
+REFILL_DELAY = 1.0
 #: Options drawn or fixed when a pooled container boots.
 _AT_BOOT = {"uid": None, "gid": None, "hostname": None}
 
@@ -59,7 +63,9 @@ class Pool:
     ``imc.run(cmd, pool=p)`` and ``imc.spawn(cmd, pool=p)`` attach *cmd*
     to a ready container (or boot one cold
     if none is ready); the pool refills in the background with at most
-    *refill* boots at a time.  *options* are the container's shape, as
+    *refill* boots at a time, each once the commands taken from the pool
+    ended (at most :data:`REFILL_DELAY` later: a boot beside a short
+    command slows it).  *options* are the container's shape, as
     :func:`spawn <lxactors.apps.imc.spawn>` takes them (:data:`POOL_OPTIONS`:
     ``path``, ``binds``, ``tmpfs_size``, ``bridge``, ``address``,
     ``gateway``, ``config``, ``userns``, ``limits``; no ``address``: the
@@ -87,8 +93,11 @@ class Pool:
                              "give the pool a bridge without address (or spawn cold)")
         self._plan_for(["true"])  # bad options fail here, not in the refill
         self._boot_timeout = boot_timeout
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._plans: dict[str, _Plan] = {}
+        self._closing = False
+        self._running = 0  # commands taken from the pool and not yet ended
+        self._cold = threading.local()  # set while _take spawns cold (no refill wait)
         self._pool = lxactors.Pool(size, refill=refill, owner=owner, factory=self._make)
 
     @property
@@ -109,6 +118,11 @@ class Pool:
         return _plan(cmd, uid=uid, gid=gid, env=env, hostname=None, **self.options)
 
     def _make(self, owner: Owner) -> lxactors.ContainerRef:
+        if not getattr(self._cold, "on", False):
+            # A refill: after the commands running from the pool (bounded).
+            with self._lock:
+                self._lock.wait_for(lambda: not self._running or self._closing,
+                                    REFILL_DELAY)
         plan = self._plan_for(["true"])
         host_uid = plan.uid if plan.userns is None else plan.userns.host_uid(plan.uid)
         ref = _boot(plan, owner, self._boot_timeout, host_uid, command=[])
@@ -136,13 +150,31 @@ class Pool:
         # The command line does not depend on the ids: a bad one fails
         # before a container is taken.
         mine = self._plan_for(cmd, env, 1, 1)
-        ref = self._pool.spawn(owner=lxactors.Mailbox())
+        with self._lock:
+            self._running += 1
+        try:
+            self._cold.on = True
+            ref = self._pool.spawn(owner=lxactors.Mailbox())
+        except BaseException:
+            self._ended()
+            raise
+        finally:
+            self._cold.on = False
         with self._lock:
             booted = self._plans.pop(ref.name)
         return replace(booted, command=mine.command, argv=mine.argv), ref
 
+    def _ended(self) -> None:
+        """A command taken from the pool ended (its container is gone): refill."""
+        with self._lock:
+            self._running -= 1
+            self._lock.notify_all()
+
     def close(self) -> None:
         """Destroy the containers not handed to a command (idempotent)."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()  # a refill waiting for commands: stop waiting
         self._pool.close()
         with self._lock:
             self._plans.clear()
