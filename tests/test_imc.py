@@ -6,6 +6,7 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -127,7 +128,14 @@ def _host_uids_in(run: imc.Imc, lxcpath: str) -> set[int]:
     with liblxc.Container(run.name, lxcpath) as h:
         init = h.init_pid()
     assert init is not None
-    return {host_uid(pid) for pid in pids_in_pidns_of(init) if pid != init}
+    uids = set()
+    for pid in pids_in_pidns_of(init):
+        if pid != init:
+            try:
+                uids.add(host_uid(pid))
+            except FileNotFoundError:  # ended between listing and reading (id -u)
+                pass
+    return uids
 
 
 def test_root_and_system_directories_are_read_only(lxcpath: str, imcs: Runner) -> None:
@@ -187,9 +195,48 @@ def test_nothing_left_behind(lxcpath: str, imcs: Runner) -> None:
     assert os.path.isdir(rootfs)
     msgs = _messages(run)
     assert msgs[-1] == imc.Exited(run.name, 0)
-    # Exited comes once everything is gone, the background sleep included.
+    # The background sleep holds the output: Exited comes once everything is
+    # gone, the sleep included.
     assert _gone(lxcpath, run.name)
     assert run.done and run.wait(0) == 0
+    # A detached one does not: Exited comes first, the container's end after
+    # it, and the detached process dies with it.
+    run = imcs.spawn(["sh", "-c", "sleep 100 </dev/null >/dev/null 2>&1 & echo $!"],
+                     path=lxcpath)
+    msgs = _messages(run)
+    assert msgs[-1] == imc.Exited(run.name, 0)
+    assert run.wait(30) == 0 and run.done
+    assert _gone(lxcpath, run.name)
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_sleep_100(p)]
+
+
+def _is_sleep_100(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read() == b"sleep\x00100\x00"
+    except OSError:
+        return False
+
+
+_EXIT_RIGHT_AFTER = """
+import sys
+from lxactors import imc
+r = imc.run(["sh", "-c", "echo bye; exit 5"], path=sys.argv[1])
+print(r.status, r.stdout.decode().strip(), flush=True)
+"""
+
+
+def test_an_interpreter_exiting_right_after_run_leaves_nothing(lxcpath: str) -> None:
+    # run() returns before the container's end: the exit waits for it.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    before = {n for n in os.listdir(lxcpath) if n.startswith("imc-")}
+    r = subprocess.run([sys.executable, "-c", _EXIT_RIGHT_AFTER, lxcpath], cwd=root,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": root})
+    # (No warning either: the exit waits before lxactors' own exit handlers run.)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "5 bye\n", "")
+    assert {n for n in os.listdir(lxcpath) if n.startswith("imc-")} == before
+    assert not [n for n in liblxc.list_all_containers(lxcpath) if n.startswith("imc-")]
 
 
 def test_timeout_kills_and_reports_output(lxcpath: str, imcs: Runner) -> None:

@@ -55,7 +55,8 @@ def test_concurrent_commands_never_share_a_container(lxcpath: str) -> None:
         assert len(set(hosts)) == 8 and len(uids) == 8
         assert set(hosts) & ahead
         assert all(len(r.stdout.split()) == 2 and r.status == 0 for r in results.values())
-        assert not set(hosts) & _imcs(lxcpath)  # each went with its command
+        # Each goes with its command (run returns as its container ends).
+        wait_for(lambda: not set(hosts) & _imcs(lxcpath), what="the commands' containers gone")
     assert _imcs(lxcpath) == before
 
 
@@ -126,7 +127,7 @@ def test_what_a_running_container_cannot_take_is_refused(lxcpath: str) -> None:
         imc.Pool(1, tmpfs_size="lots")
     with pytest.raises(TypeError, match=r"imc\.Pool"):
         imc.run(["true"], pool=object())  # type: ignore[arg-type]
-    assert not _imcs(lxcpath)
+    wait_for(lambda: not _imcs(lxcpath), what="the one command's container gone")
 
 
 def test_a_pool_owned_by_an_actor_goes_with_it(lxcpath: str) -> None:

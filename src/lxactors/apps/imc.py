@@ -12,7 +12,9 @@ unprivileged uid/gid with no supplementary groups and ``no_new_privs``,
 within :data:`DEFAULT_LIMITS` unless told otherwise (256 processes, 256 MiB of
 memory counting its two tmpfs, one CPU's time; ``limits=None``: none).
 When it ends the container is destroyed and its root directory removed:
-nothing is left behind.
+nothing is left behind (:class:`Exited` and :func:`run`'s result come as
+soon as the status and output are complete; the container's end follows,
+off the caller's path, unless the command left something running).
 
 Where erlxc discarded the output, imc delivers it: :class:`Stdout` and
 :class:`Stderr` messages as it comes (flow controlled), then one
@@ -106,7 +108,8 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
 
     The owner (a pykka ``ActorRef``, an :class:`lxactors.Mailbox`, or None
     for the returned :class:`Imc` itself) gets :class:`Stdout`,
-    :class:`Stderr`, then :class:`Exited` once the container is gone.
+    :class:`Stderr`, then :class:`Exited` (the container then gone, or
+    going: see :class:`Exited`; :meth:`Imc.wait` returns once it is gone).
 
     *uid*/*gid*: random unprivileged ids when None.  *env* adds to a small
     clean environment (HOME, USER, PATH...).  *cwd* defaults to the tmpfs
@@ -164,25 +167,33 @@ def run(cmd: Sequence[str], *, timeout: float | None = None, input: bytes | None
         **options: Any) -> Result:
     """Run *cmd* in an immutable container and wait: ``(status, stdout, stderr)``.
 
+    Returns once the status and output are complete; the container may
+    still be ending then (see :class:`Exited`).
+
     *options* are :func:`spawn`'s.  Raises :class:`ImcTimeoutError` (with
     the output so far) when *timeout* passed.
     """
     if "owner" in options:
         raise TypeError("run() collects the messages itself; use spawn() to choose an owner")
     out, err = bytearray(), bytearray()
-    with spawn(cmd, timeout=timeout, input=input, **options) as imc:
+    imc = spawn(cmd, timeout=timeout, input=input, **options)
+    try:
         for m in imc:
             if isinstance(m, Stdout):
                 out += m.data
             elif isinstance(m, Stderr):
                 err += m.data
+            elif m.timed_out:
+                exc = ImcTimeoutError(imc.name, "run",
+                                      f"{imc.command[0]} did not finish within {timeout:g} s")
+                exc.stdout, exc.stderr = bytes(out), bytes(err)
+                raise exc
             else:
-                if m.timed_out:
-                    exc = ImcTimeoutError(imc.name, "run",
-                                          f"{imc.command[0]} did not finish within {timeout:g} s")
-                    exc.stdout, exc.stderr = bytes(out), bytes(err)
-                    raise exc
+                # The container may still be ending (see Exited): not waited for.
                 return Result(m.status, bytes(out), bytes(err))
+    except BaseException:
+        imc.__exit__(None, None, None)  # killed if still running; gone before this raises
+        raise
     raise AssertionError("unreachable: the messages end with Exited")
 
 

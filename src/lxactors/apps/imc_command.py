@@ -3,12 +3,13 @@
 An :class:`Imc` starts the container a :class:`~lxactors.apps.imc_plan._Plan`
 describes, attaches the command with pipes for its stdin, stdout and stderr,
 delivers the output to the owner within a flow-control window, and once the
-command ends removes the container and its directory, then sends
-:class:`Exited`.
+command ends and its output is complete sends :class:`Exited` and removes
+the container and its directory (see :class:`Exited` for the order).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -16,6 +17,7 @@ import selectors
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -67,7 +69,16 @@ class Stderr:
 
 @dataclass(frozen=True)
 class Exited:
-    """The command ended and its container is gone (the last message).
+    """The command ended and its output is complete (the last message).
+
+    If the command left a process running that holds its output (or timed
+    out, or was killed), its container is gone by then.  Otherwise the
+    container ends as this goes out, off the caller's path (~10 ms:
+    nothing of the command can still write to the caller, and a process
+    it left detached is killed with it): :meth:`Imc.wait` and
+    :attr:`Imc.done` say when it is gone; the process's end, even a
+    SIGKILL, still destroys it (it is temporary; an interpreter exit waits
+    for it).
 
     ``status`` is the exit code, or ``-N`` when a signal N killed it (a
     timeout or :meth:`Imc.kill` gives ``-9``).
@@ -337,6 +348,7 @@ class Imc:
              timeout: float | None) -> None:
         status = -signal.SIGKILL
         timed_out = False
+        early = False  # Exited before the container's end
         pump = threading.Thread(target=self._pump, args=(outs, stdin, data),
                                 name=f"imc-{self.name}-io", daemon=True)
         pump.start()
@@ -348,10 +360,16 @@ class Imc:
                 self._killed.set()
                 self._exit_container()
                 status = attached.wait(60)
-            # Anything the command left running dies with its container, and
-            # with it the last writer of the pipes.
-            self._exit_container()
-            pump.join()
+            # The output is complete once the pipes' last writers are gone: at
+            # once when the command left nothing running that holds them.
+            pump.join(OUTPUT_GRACE)
+            if pump.is_alive():
+                # Anything the command left running dies with its container,
+                # and with it the last writer of the pipes.
+                self._exit_container()
+                pump.join()
+            else:
+                early = _TEARDOWNS.acquire(blocking=False)
         except LxcError as exc:  # e.g. the helper's worker was killed: status unknown
             log.warning("imc %s: %s", self.name, str(exc).splitlines()[0])
             self._exit_container()
@@ -362,13 +380,61 @@ class Imc:
             pump.join(10)
         finally:
             attached.close()
-            _remove_dir(self.container_dir)
             self._exited = Exited(self.name, status, timed_out)
-            self._ref = None
-            self.owner.deliver(cast(Any, self._exited))
-            self._done.set()
-            if self._on_done is not None:
-                self._on_done()
+            if early:
+                # Status and output go first; the container's end (init
+                # killed, the rootfs destroyed in its user namespace: ~10 ms)
+                # follows off the caller's path.  It is temporary: a process
+                # killed meanwhile leaves it to the helper, and an interpreter
+                # exit waits for it (_drain_teardowns).
+                _teardown_started(self)
+                self.owner.deliver(cast(Any, self._exited))
+            try:
+                self._exit_container()
+                _remove_dir(self.container_dir)
+            finally:
+                self._ref = None
+                if not early:
+                    self.owner.deliver(cast(Any, self._exited))
+                self._done.set()
+                if early:
+                    _TEARDOWN.discard(self)
+                    _TEARDOWNS.release()
+                if self._on_done is not None:
+                    self._on_done()
+
+
+#: Seconds the output may take to end after the command's exit before its
+#: container is ended first (a process it left running holds the pipes).
+OUTPUT_GRACE = 0.05
+#: Containers ended after their Exited was sent, at most this many at once
+#: (past that, one ends before its Exited, as with output still open).
+MAX_TEARDOWNS = 16
+_TEARDOWNS = threading.BoundedSemaphore(MAX_TEARDOWNS)
+_TEARDOWN: set[Imc] = set()
+
+
+def _drain_teardowns(timeout: float = 60.0) -> None:
+    """Interpreter exit: let the containers being ended go (their directories too)."""
+    deadline = time.monotonic() + timeout
+    for imc in list(_TEARDOWN):
+        imc._done.wait(max(0.0, deadline - time.monotonic()))
+
+
+_drain_lock = threading.Lock()
+_drain_registered = False
+
+
+def _teardown_started(imc: Imc) -> None:
+    global _drain_registered
+    with _drain_lock:
+        _TEARDOWN.add(imc)
+        if not _drain_registered:
+            # Registered late, after lxactors' own exit handlers (the helper's
+            # close, the log directory's removal, registered as the first
+            # container was made): atexit runs it before them.
+            atexit.register(_drain_teardowns)
+            _drain_registered = True
 
 
 def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,
