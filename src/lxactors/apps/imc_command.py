@@ -219,7 +219,12 @@ class Imc:
         return self._exited.status
 
     def kill(self) -> None:
-        """Kill the command now (it exits with -9) and remove its container."""
+        """Kill the command now (it exits with -9) and remove its container.
+
+        Once :class:`Exited` is out the command is over: its container is
+        gone or going (see :meth:`wait`), and this does nothing."""
+        if self._exited is not None:
+            return
         self._killed.set()
         self._window.wake()
         self._exit_container()
