@@ -17,20 +17,32 @@ from lxactors._helperclient import helper
 from lxactors._supervisor import supervisor
 from lxactors._userns import resolve_userns
 from tests import leaks
-from tests.util import unique_name
+from tests.util import AS_USER, unique_name
 
 
 @pytest.fixture(scope="session")
 def lxcpath() -> Iterator[str]:
-    """A private lxcpath for the whole run, removed at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("real containers need root")
-    path = tempfile.mkdtemp(prefix="lxactors-test-", dir="/var/tmp")
-    # Searchable by the mapped root of user-namespaced containers.
-    os.chmod(path, 0o711)
+    """A private lxcpath for the whole run, removed at the end.
+
+    As an ordinary user (``tests/test_privsep.py`` runs some of root's modules
+    as its test user, through the gate: :data:`tests.util.AS_USER`), the
+    user's own lxcpath, emptied at the end (the gate made it; it is root's).
+    """
+    if os.geteuid() != 0 and not AS_USER:
+        pytest.skip("real containers need root (tests/test_privsep.py runs some modules as "
+                    "an ordinary user)")
+    if AS_USER:
+        from lxactors._launcher import own_lxcpath
+
+        path = own_lxcpath()
+    else:
+        path = tempfile.mkdtemp(prefix="lxactors-test-", dir="/var/tmp")
+        # Searchable by the mapped root of user-namespaced containers.
+        os.chmod(path, 0o711)
     # Made before any leak snapshot: the cached base of unnamed containers and
     # the process-wide singletons (helper process, console thread, supervisor).
-    _base.ensure_base(path)
+    if not AS_USER:  # (the gate refuses a container outside a user namespace)
+        _base.ensure_base(path)
     _base.ensure_base(path, resolve_userns(True))
     helper()._ensure()
     hub()
@@ -42,7 +54,8 @@ def lxcpath() -> Iterator[str]:
     for name in liblxc.list_defined_containers(path):
         with liblxc.Container(name, path) as c:
             c.destroy()
-    shutil.rmtree(path, ignore_errors=True)
+    if not AS_USER:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

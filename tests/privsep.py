@@ -76,6 +76,8 @@ def make_install(tag: str) -> tuple[str, str]:
     os.mkdir(tree)
     shutil.copytree(HERE, os.path.join(tree, "tests"), ignore=shutil.ignore_patterns(
         "__pycache__", ".hypothesis"))
+    shutil.copytree(os.path.join(os.path.dirname(HERE), "examples"),  # test_aio_tcpvm's server
+                    os.path.join(tree, "examples"), ignore=shutil.ignore_patterns("__pycache__"))
     for dirpath, dirs, files in os.walk(root):
         for n in (dirpath, *[os.path.join(dirpath, f) for f in files + dirs]):
             if not os.path.islink(n):
@@ -156,7 +158,8 @@ def teardown(inst: Install) -> list[str]:
     except KeyError:
         pass
     for path in (inst.root, f"/etc/sudoers.d/lxactors-{inst.user}",
-                 f"/var/lib/lxactors/users/{inst.uid}", f"/tmp/lxactors-{inst.uid}"):
+                 f"/var/lib/lxactors/users/{inst.uid}", f"/tmp/lxactors-{inst.uid}",
+                 f"/tmp/lxactors-markers-{inst.uid}"):
         if os.path.lexists(path):
             if path.startswith("/tmp/"):
                 shutil.rmtree(path, ignore_errors=True)

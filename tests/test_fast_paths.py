@@ -3,13 +3,14 @@ per-thread buffer, and the monitor's queries answered in the caller's thread."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 import pytest
 
 import lxactors
-from lxactors import _actor
+from lxactors import _actor, liblxc
 from tests.util import wait_for
 
 
@@ -97,3 +98,57 @@ def test_console_reads_what_waits_into_one_message_of_at_most_a_quarter_window(
     assert max(sizes) > 4096, sizes[:50]  # several 4 KiB pty reads made one message
     assert max(sizes) <= window // 4, max(sizes)
     assert sum(sizes) > 2_000_000
+
+
+def _no_helper(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a helper round trip")
+
+
+def test_destroy_of_a_plain_overlay_clone_is_done_in_the_caller(
+        make_container: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = make_container(start=True)
+    home = os.path.join(c.get_config_path(), c.name)
+    c.stop()
+    monkeypatch.setattr(c, "_via_helper", _no_helper)
+    c.destroy()
+    assert not c.is_defined() and not os.path.exists(home)
+    assert c.name not in liblxc.list_all_containers(c.get_config_path())
+
+
+def test_the_callers_destroy_removes_what_the_saved_config_says(
+        make_container: Any, outside: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unsaved rootfs path on the handle (here: a directory outside) is not
+    what gets deleted: the destroy reads the container's saved config."""
+    keep = os.path.join(outside, "keep")
+    os.mkdir(keep)
+    c = make_container()
+    home = os.path.join(c.get_config_path(), c.name)
+    c.set_config_item("lxc.rootfs.path", f"dir:{keep}")
+    monkeypatch.setattr(c, "_via_helper", _no_helper)
+    c.destroy()
+    assert os.path.isdir(keep) and not os.path.exists(home)
+    os.rmdir(keep)
+
+
+@pytest.mark.parametrize("what", ["idmap", "hook"])
+def test_a_destroy_that_forks_goes_through_the_helper(
+        make_container: Any, what: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = make_container()
+    home = os.path.join(c.get_config_path(), c.name)
+    if what == "idmap":  # liblxc removes a mapped rootfs inside the namespace: a fork
+        c.set_config_item("lxc.idmap", "u 0 100000 65536")
+        c.set_config_item("lxc.idmap", "g 0 100000 65536")
+    else:  # a destroy hook is a command: a fork
+        c.set_config_item("lxc.hook.destroy", "/bin/true")
+    c.save_config()
+    calls: list[object] = []
+    real = c._via_helper
+
+    def counted(op: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(op)
+        return real(op, *args, **kwargs)
+
+    monkeypatch.setattr(c, "_via_helper", counted)
+    c.destroy()
+    assert [op.__name__ for op in calls] == ["Destroy"]  # type: ignore[attr-defined]
+    assert not c.is_defined() and not os.path.exists(home)

@@ -4,11 +4,14 @@ The module's fixture makes a system user and a root-owned install, runs
 ``lxactors setup-user`` for it, and after the tests undoes it all and checks
 that nothing is left (user, sudoers drop-in, access.conf section, subids,
 its lxcpath).  The unprivileged suite (``tests/unprivileged``) runs as that
-user; the rest checks, from root's side, what the user must not reach.
+user, and so do tcpvm's, imc's, the command's and ``connect``'s own modules
+(:data:`AS_USER_MODULES`); the rest checks, from root's side, what the user
+must not reach.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,6 +25,7 @@ import pytest
 from lxactors import liblxc
 from lxactors.admin import unsafe_paths
 from tests import privsep
+from tests.util import made_bridge
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("sudo") is None,
                                 reason="makes a user and a sudoers drop-in: needs root and sudo")
@@ -48,6 +52,50 @@ def test_the_unprivileged_suite_passes_as_an_ordinary_user(install: privsep.Inst
     assert out.returncode == 0
     m = re.search(r"(\d+) passed", out.stdout)
     assert m and int(m.group(1)) >= 60 and "failed" not in out.stdout.splitlines()[-1]
+
+
+@contextlib.contextmanager
+def access_conf_edited(install: privsep.Install, settings: str) -> Iterator[None]:
+    """access.conf with *settings* lines first in the test user's section (or, empty,
+    without that section's heading: the user unnamed); put back after."""
+    conf = "/etc/lxactors/access.conf"
+    with open(conf) as f:
+        before = f.read()
+    heading = f"[user:{install.user}]\n"
+    assert heading in before
+    with open(conf, "w") as f:
+        f.write(before.replace(heading, heading + settings if settings else ""))
+    try:
+        yield
+    finally:
+        with open(conf, "w") as f:
+            f.write(before)
+
+
+#: Root's own test modules that run as the test user too, through the gate (their
+#: ``lxcpath`` fixture is then the user's; what only root may do is checked refused).
+AS_USER_MODULES = ("tests/test_tcpvm.py", "tests/test_tcpvm_limits.py", "tests/test_tcpvm_pool.py",
+                   "tests/test_aio_tcpvm.py", "tests/test_imc.py", "tests/test_imc_pool.py",
+                   "tests/test_cli.py", "tests/test_connect.py")
+
+
+def test_tcpvm_and_imc_pass_as_an_ordinary_user(install: privsep.Install) -> None:
+    # The network tests' bridge: the user cannot make one; root does, and grants it.
+    with made_bridge("lxapsv") as bridge, access_conf_edited(install, f"net_links = {bridge}\n"):
+        out = privsep.as_user(install, [install.python, "-m", "pytest", "-q", "-p",
+                                        "no:cacheprovider", "-rs", *AS_USER_MODULES],
+                              env={"LXACTORS_TEST_AS_USER": "1", "LXACTORS_TEST_BRIDGE": bridge},
+                              timeout=1200)
+    print(out.stdout, out.stderr[-2000:])
+    assert out.returncode == 0
+    last = out.stdout.splitlines()[-1]
+    assert "passed" in last and not re.search(r"\d+ (failed|errors?)\b", last), last
+    # What the user could not look at (its lxcpath is root's): no container's directory
+    # outlived it (the modules' fixture destroyed what was defined at the end).
+    assert os.listdir(f"/var/lib/lxactors/users/{install.uid}") == []
+    # tcpvm's and imc's markers (the user's own, for ls) went with their containers.
+    markers = f"/tmp/lxactors-markers-{install.uid}"
+    assert os.stat(markers).st_uid == install.uid and os.listdir(markers) == []
 
 
 def test_the_sudoers_line_names_one_root_owned_command(install: privsep.Install) -> None:
@@ -110,17 +158,10 @@ def shared(install: privsep.Install) -> Iterator[str]:
     """A shared lxcpath granted to the test user in access.conf (and taken back)."""
     path = tempfile.mkdtemp(prefix="lxactors-shared-", dir="/var/tmp")
     os.chmod(path, 0o711)
-    conf = "/etc/lxactors/access.conf"
-    with open(conf) as f:
-        before = f.read()
-    with open(conf, "w") as f:
-        f.write(before.replace(f"[user:{install.user}]\n",
-                               f"[user:{install.user}]\nlxcpaths = {path}\n"))
     try:
-        yield path
+        with access_conf_edited(install, f"lxcpaths = {path}\n"):
+            yield path
     finally:
-        with open(conf, "w") as f:
-            f.write(before)
         for name in liblxc.list_defined_containers(path):
             with liblxc.Container(name, path) as c:
                 if c.is_running():
@@ -161,12 +202,7 @@ def test_in_a_shared_lxcpath_only_the_users_own_containers(install: privsep.Inst
 
 
 def test_a_user_without_a_section_is_refused(install: privsep.Install) -> None:
-    conf = "/etc/lxactors/access.conf"
-    with open(conf) as f:
-        before = f.read()
-    with open(conf, "w") as f:
-        f.write(before.replace(f"[user:{install.user}]\n", ""))
-    try:
+    with access_conf_edited(install, ""):
         out = _script(install, """
             from lxactors import AccessRefused, liblxc
             try:
@@ -174,7 +210,4 @@ def test_a_user_without_a_section_is_refused(install: privsep.Install) -> None:
             except AccessRefused as exc:
                 print("refused", exc)
             """)
-    finally:
-        with open(conf, "w") as f:
-            f.write(before)
     assert "refused" in out.stdout and "does not let" in out.stdout, out.stdout + out.stderr

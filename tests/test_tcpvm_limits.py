@@ -70,7 +70,8 @@ def test_default_limits_are_in_each_clients_cgroup(server: Callable[..., Server]
                                                    lxcpath: str) -> None:
     srv = server()
     assert srv.vm.limits == tcpvm.DEFAULT_LIMITS == Limits(256, "256M", 1.0, "128M")
-    name = hostname_of(srv.connect())
+    s = srv.connect()
+    name = hostname_of(s)
     pid = init_of(name, lxcpath)
     layout = host_layout()
     assert read(cgroup_file(pid, "pids", "pids.max")) == "256"
@@ -80,8 +81,11 @@ def test_default_limits_are_in_each_clients_cgroup(server: Callable[..., Server]
         assert read(cgroup_file(pid, "cpu", "cpu.cfs_quota_us")) == "100000"
     else:
         assert read(cgroup_file(pid, "cpu", "cpu.max")) == "100000 100000"
-    layer = os.statvfs(os.path.join(lxcpath, name, "overlay"))
-    assert layer.f_blocks * layer.f_frsize == 128 << 20
+    # The writable layer, as the client sees it (an overlay's size is its upper layer's;
+    # the host path is root's: an ordinary user's server cannot look there).
+    s.sendall(b"df -kP / | tail -n 1; echo end-$((3+4))\n")
+    (line,) = [ln for ln in read_until(s, b"end-7").splitlines() if ln.endswith(b" /")]
+    assert int(line.split()[-5]) == 128 << 10, line  # (1K-blocks: the first number)
     # limits=None: what a client got before (unbounded).
     free = server(limits=None)
     pid = init_of(hostname_of(free.connect()), lxcpath)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -19,7 +18,7 @@ from lxactors._userns import (
     resolve_userns,
     unreachable_dir,
 )
-from tests.util import host_uid, pids_in_pidns_of, read_console_until, remove_container
+from tests.util import host_uid, host_uids_in_pidns_of, read_console_until, remove_container, wait_for
 
 # ---------------------------------------------------------------- the option
 
@@ -151,13 +150,13 @@ def test_init_runs_on_the_host_as_the_mapped_uid(spawn: Any) -> None:
     with open(f"/proc/{init}/gid_map") as f:
         assert f.read().split() == ["0", str(idmap.gid), str(idmap.count)]
     # Every process in it (init, the shell on the console) is an unprivileged host uid.
-    pids = pids_in_pidns_of(init)
-    assert len(pids) >= 2
-    uids = {}
-    for p in pids:
-        with contextlib.suppress(FileNotFoundError):  # a boot script that ended meanwhile
-            uids[p] = host_uid(p)
-    assert init in uids and all(idmap.uid <= u < idmap.uid + idmap.count for u in uids.values())
+    def init_and_shell() -> dict[int, int] | None:
+        uids = host_uids_in_pidns_of(init)
+        return uids if len(uids) >= 2 else None
+
+    uids = wait_for(init_and_shell, what="init and the console's shell")
+    assert isinstance(uids, dict) and init in uids
+    assert all(idmap.uid <= u < idmap.uid + idmap.count for u in uids.values())
     # ...while inside it is root.
     assert re.search(r"uid=0\(root\) gid=0\(root\)", _run(ref, "id"))
 

@@ -18,6 +18,11 @@ from typing import Any
 import lxactors
 from lxactors import liblxc
 
+#: Whether this run is root's test modules run as an ordinary user through the gate
+#: (tests/test_privsep.py sets LXACTORS_TEST_AS_USER for its test user): their
+#: ``lxcpath`` fixture is then the user's own, and what only root may do is skipped.
+AS_USER = os.geteuid() != 0 and os.environ.get("LXACTORS_TEST_AS_USER") == "1"
+
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition",
              interval: float = 0.02) -> object:
@@ -78,6 +83,17 @@ def remove_container(name: str, lxcpath: str) -> None:
         pass
 
 
+def dirs_left(lxcpath: str, prefix: str) -> list[str]:
+    """Directories named PREFIX... in *lxcpath*: what outlived its container.
+
+    As an ordinary user, whose lxcpath is root's (0711: only the gate lists it),
+    none are seen here: ``tests/test_privsep.py`` looks from root's side after the run.
+    """
+    if AS_USER:
+        return []
+    return [n for n in os.listdir(lxcpath) if n.startswith(prefix)]
+
+
 def proc_status(pid: int | str) -> dict[str, str]:
     """/proc/PID/status (PID may be "self") as {field: value}."""
     with open(f"/proc/{pid}/status", encoding="utf-8") as f:
@@ -116,7 +132,15 @@ def host_uid(pid: int) -> int:
 
 
 def pids_in_pidns_of(pid: int) -> list[int]:
-    """The host pids of every process in *pid*'s pid namespace."""
+    """The host pids of every process in *pid*'s pid namespace.
+
+    As an ordinary user (:data:`AS_USER`), who may not read the namespaces of
+    a container's processes (they run as the user's delegated ids, in a user
+    namespace root made), those in *pid*'s cgroup: a container's processes,
+    attached ones included, are all in its payload cgroup.
+    """
+    if AS_USER:
+        return _pids_in_cgroup_of(pid)
     ns = os.readlink(f"/proc/{pid}/ns/pid")
     found = []
     for entry in os.listdir("/proc"):
@@ -126,6 +150,40 @@ def pids_in_pidns_of(pid: int) -> list[int]:
                     found.append(int(entry))
             except OSError:
                 pass  # gone meanwhile
+    return found
+
+
+def host_uids_in_pidns_of(pid: int) -> dict[int, int]:
+    """{host pid: host uid} of every process in *pid*'s pid namespace that is
+    still there when read (one that ends between listing and reading, such as a
+    finished ``id`` or boot script, is left out)."""
+    uids = {}
+    for p in pids_in_pidns_of(pid):
+        try:
+            uids[p] = host_uid(p)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return uids
+
+
+def _pids_in_cgroup_of(pid: int) -> list[int]:
+    """The host pids in *pid*'s pids cgroup and below it (world-readable /proc files)."""
+    def pids_cgroup(p: int | str) -> str:
+        with open(f"/proc/{p}/cgroup", encoding="utf-8") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+        return next((path for _, ctrls, path in lines if "pids" in ctrls.split(",")),
+                    next(path for n, _, path in lines if n == "0"))
+
+    top = pids_cgroup(pid)
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                path = pids_cgroup(entry)
+            except (OSError, StopIteration):
+                continue  # gone meanwhile
+            if path == top or path.startswith(top.rstrip("/") + "/"):
+                found.append(int(entry))
     return found
 
 
@@ -149,7 +207,15 @@ def cgroup_file(pid: int | None, controller: str, name: str) -> str:
 
 @contextmanager
 def made_bridge(prefix: str, address: str | None = None) -> Iterator[str]:
-    """A Linux bridge made for the test (``PREFIX<pid>``), up, with *address*; deleted after."""
+    """A Linux bridge made for the test (``PREFIX<pid>``), up, with *address*; deleted after.
+
+    As an ordinary user, who cannot make one: the bridge root made for the run
+    and granted in access.conf (``net_links``), named by LXACTORS_TEST_BRIDGE
+    (no address: a container's own addresses do not need one).
+    """
+    if AS_USER:
+        yield os.environ["LXACTORS_TEST_BRIDGE"]
+        return
     name = f"{prefix}{os.getpid() % 10000}"
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
     try:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from lxactors._errors import LxcError
 
 __all__ = ["DirSpec", "FileSpec", "CopySpec", "ChrootSpec", "FileOwner", "parse_chroot",
-           "apply_chroot", "lower_dir", "rootfs_dir"]
+           "apply_chroot", "lower_dir", "overlay_layers", "rootfs_dir",
+           "unlink_symlinks_to_store"]
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Largest file content accepted in a spec (they are meant for small files).
@@ -138,7 +139,7 @@ def _parse_one(kind: object, e: object) -> ChrootSpec:
     raise ValueError(f"unknown chroot kind {kind!r}: use 'dir', 'copy' or 'file'")
 
 
-def _overlay(rootfs_path: str) -> tuple[str, str] | None:
+def overlay_layers(rootfs_path: str) -> tuple[str, str] | None:
     """An overlay rootfs's (top lower layer, upper layer), from ``lxc.rootfs.path``.
 
     liblxc reads it back as LOWER:UPPER, without the ``overlay:`` prefix.
@@ -150,11 +151,26 @@ def _overlay(rootfs_path: str) -> tuple[str, str] | None:
     return None
 
 
+def unlink_symlinks_to_store(rootfs_path: str, home: str) -> None:
+    """liblxc's destroy empties a dir rootfs (or overlay upper) by following a
+    symlink put in its place or above it (under the container's directory
+    *home*), then fails on the link: unlink such links first."""
+    if not rootfs_path.startswith(("dir:", "overlay:", "overlayfs:", "/")):
+        return
+    store = p = rootfs_path.rsplit(":", 1)[-1]  # dir:PATH, [overlay:]LOWER:UPPER: what destroy removes
+    while p.startswith(home + "/"):
+        if os.path.islink(p):
+            os.unlink(p)
+        p = os.path.dirname(p)
+    if os.path.islink(store) and os.path.isdir(store):
+        os.unlink(store)
+
+
 def rootfs_dir(rootfs_path: str) -> str:
     """The host directory chroot specs write into, from ``lxc.rootfs.path``."""
     if rootfs_path.startswith("dir:"):
         return rootfs_path[4:]
-    layers = _overlay(rootfs_path)
+    layers = overlay_layers(rootfs_path)
     if layers is not None:
         return layers[1]  # new files go to the upper layer
     if rootfs_path.startswith("/"):
@@ -164,7 +180,7 @@ def rootfs_dir(rootfs_path: str) -> str:
 
 def lower_dir(rootfs_path: str) -> str | None:
     """An overlay rootfs's lower layer, from ``lxc.rootfs.path`` (None: no overlay)."""
-    layers = _overlay(rootfs_path)
+    layers = overlay_layers(rootfs_path)
     return None if layers is None else layers[0]
 
 

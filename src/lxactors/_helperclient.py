@@ -8,7 +8,6 @@ typed ones of ``lxactors._helper.wire``, which both ends speak.
 
 from __future__ import annotations
 
-import array
 import errno
 import functools
 import os
@@ -141,7 +140,7 @@ class Helper:
         payload = wire.encode_request(req)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))])
+            socket.send_fds(sock, [payload], [w])
         finally:
             os.close(w)
         with Reply(r, req.name, req.op) as reply:
@@ -234,10 +233,7 @@ class Helper:
             sock = self._ensure()
             r, w = os.pipe2(os.O_CLOEXEC)
             try:
-                sock.sendmsg(
-                    [payload],
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w, *fds]))],
-                )
+                socket.send_fds(sock, [payload], [w, *fds])
             except OSError as exc:
                 os.close(r)
                 if exc.errno == errno.EMSGSIZE:  # the request, not the helper, is at fault

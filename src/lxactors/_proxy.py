@@ -11,7 +11,6 @@ user's rights) go.
 
 from __future__ import annotations
 
-import array
 import errno
 import functools
 import os
@@ -54,13 +53,8 @@ class ProxyReply(Reply):
     def _read(self) -> bytes:
         if self._sock is None:  # a pipe: no fds come this way
             return os.read(self.fd, 1 << 16)
-        data, ancdata, _flags, _addr = self._sock.recvmsg(1 << 16, socket.CMSG_SPACE(8 * 4),
-                                                          socket.MSG_CMSG_CLOEXEC)
-        for level, kind, raw in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                a = array.array("i")
-                a.frombytes(raw[: len(raw) - (len(raw) % a.itemsize)])
-                self.fds.extend(a)
+        data, fds = wire.recv_fds(self._sock, 1 << 16)
+        self.fds.extend(fds)
         return data
 
     def _decode(self, frame: tuple[Any, ...]) -> Any:
@@ -132,8 +126,7 @@ def send(gate: Helper, req: wire.Request, fds: Sequence[int] = (),
         else:
             mine, theirs = os.pipe2(os.O_CLOEXEC)
         try:
-            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                      array.array("i", [theirs, *fds]))])
+            socket.send_fds(sock, [payload], [theirs, *fds])
         except OSError as exc:
             mine.close() if isinstance(mine, socket.socket) else os.close(mine)
             if exc.errno == errno.EMSGSIZE or attempt == 2:

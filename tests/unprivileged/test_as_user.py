@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 import lxactors
-from lxactors import _base, imc, liblxc, tcpvm
+from lxactors import _base, liblxc
 from lxactors._helperclient import GateHelper, helper
 from lxactors._launcher import own_lxcpath
 from lxactors._proxy import ProxyContainer
@@ -168,43 +166,6 @@ def test_owner_sigkill_policies(type_: str, names: list[str]) -> None:
             assert c.is_running(), "a permanent container outlives its owner"
             ref = lxactors.spawn(name, type="permanent")  # adopted by name
             lxactors.exit(ref, "kill")
-
-
-def test_imc_runs_as_an_ordinary_user() -> None:
-    r = imc.run(["sh", "-c", "id -u; echo err >&2; exit 4"], timeout=60)
-    assert r.status == 4 and r.stderr == b"err\n"
-    assert int(r.stdout) >= 1000
-
-
-def test_imc_pool_serves_an_ordinary_user() -> None:
-    with imc.Pool(1) as pool:
-        wait_for(lambda: pool.ready == 1, 60, "a container booted ahead")
-        r = imc.run(["sh", "-c", "id -u; touch /bin/x; exit 5"], pool=pool, timeout=60)
-    assert r.status == 5 and b"Read-only file system" in r.stderr
-    assert int(r.stdout) >= 1000
-    assert not [n for n in liblxc.list_all_containers() if n.startswith("imc-")]
-
-
-def test_tcpvm_serves_as_an_ordinary_user() -> None:
-    vm = tcpvm.TcpVm(("127.0.0.1", 0), 2, {})
-    address = vm.bind()
-    t = threading.Thread(target=vm.serve_forever, daemon=True)
-    t.start()
-    try:
-        with socket.create_connection(address, timeout=20) as s:
-            s.sendall(b"\necho vm-$((6*7))\n")
-            seen = b""
-            deadline = time.monotonic() + 20
-            while b"vm-42" not in seen and time.monotonic() < deadline:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                seen += chunk
-            assert b"vm-42" in seen
-    finally:
-        vm.shutdown()
-        t.join(10)
-        vm.close()
 
 
 def test_non_forking_round_trip_p50() -> None:

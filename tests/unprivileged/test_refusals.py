@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import os
 import socket
+import subprocess
 
 import pytest
 
@@ -16,6 +17,7 @@ from lxactors._helperclient import helper
 from lxactors._launcher import own_lxcpath
 from lxactors._proxy import ProxyContainer, send
 from lxactors._userns import own_idmap
+from tests.test_cli import lxactors, one_line
 from tests.util import unique_name
 
 #: (key, value, rule): every refused key of issue 16.
@@ -225,3 +227,20 @@ def test_hostile_calls_get_answers_not_actions(box: liblxc.Container) -> None:
         mine.close()
     assert not box.is_running() and box.state() == "STOPPED"
     assert not os.path.exists("/etc/lxactors-pwned")
+
+
+@pytest.mark.parametrize("args, rule", [
+    (["tcpvm", "--listen", "127.0.0.1:0", "--config", "lxc.net.0.link=lxanotgranted"],
+     "lxc.net.link"),
+    (["tcpvm", "--listen", "127.0.0.1:0", "--path", "/var/tmp"], "lxcpath"),
+    (["imc", "--path", "/var/tmp", "--", "true"], "lxcpath"),
+    (["imc", "--bind", "/root", "--", "true"], "lxc.mount.entry"),
+    (["imc", "--bridge", "lxanotgranted", "--address", "10.213.9.2/24", "--", "true"],
+     "lxc.net.link"),
+], ids=["tcpvm-bridge", "tcpvm-path", "imc-path", "imc-bind", "imc-bridge"])
+def test_the_commands_refusals_are_one_line_naming_the_rule(args: list[str], rule: str) -> None:
+    before = liblxc.list_all_containers()
+    r = lxactors(*args, check_rc=1, timeout=120, stdin=subprocess.DEVNULL)
+    assert one_line(r).endswith(f"(refused by rule {rule})"), r.stderr
+    assert "listening" not in r.stdout
+    assert liblxc.list_all_containers() == before

@@ -20,7 +20,6 @@ gets an :class:`~lxactors.AccessRefused` naming the rule, and changes nothing.
 
 from __future__ import annotations
 
-import array
 import os
 import signal
 import socket
@@ -78,8 +77,7 @@ def _send(reply: int, frame: tuple[Any, ...], fds: list[int] | None = None) -> N
         if fds:
             s = socket.socket(fileno=os.dup(reply))
             try:
-                s.sendmsg([wire.encode_frame(frame)],
-                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+                socket.send_fds(s, [wire.encode_frame(frame)], fds)
             finally:
                 s.close()
         else:
@@ -168,16 +166,9 @@ class Gate:
             signal.signal(sig, signal.SIG_IGN)
         while True:
             try:
-                msg, ancdata, _flags, _addr = self.sock.recvmsg(
-                    wire.MAX_REQUEST, socket.CMSG_SPACE(wire.MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
+                msg, fds = wire.recv_fds(self.sock, wire.MAX_REQUEST)
             except (ConnectionResetError, OSError):
-                msg, ancdata = b"", []
-            fds: list[int] = []
-            for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    a = array.array("i")
-                    a.frombytes(data[: len(data) - (len(data) % a.itemsize)])
-                    fds.extend(a)
+                msg, fds = b"", []
             if not msg:
                 _close(fds)
                 self.finish()

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from lxactors import _errlog
+from lxactors._chroot import unlink_symlinks_to_store
 from lxactors._ffi import ffi, lib
 from lxactors._helper.wire import HandleRequest
 
@@ -117,16 +118,7 @@ def op_error(message: str, log_path: str | None, offset: int) -> OpError:
 
 
 def unlink_symlinked_rootfs(c: Any) -> None:
-    """liblxc's destroy empties a dir rootfs (or overlay upper) by following a
-    symlink put in its place or above it, then fails on the link: unlink it first."""
+    """:func:`lxactors._chroot.unlink_symlinks_to_store` for the handle *c*."""
     rootfs = config_item(c, b"lxc.rootfs.path").decode("utf-8", "surrogateescape")
-    if not rootfs.startswith(("dir:", "overlay:", "overlayfs:", "/")):
-        return
-    store = p = rootfs.rsplit(":", 1)[-1]  # dir:PATH, [overlay:]LOWER:UPPER: what destroy removes
     home = os.path.join(ffi.string(c.config_path), ffi.string(c.name)).decode("utf-8", "surrogateescape")
-    while p.startswith(home + "/"):
-        if os.path.islink(p):
-            os.unlink(p)
-        p = os.path.dirname(p)
-    if os.path.islink(store) and os.path.isdir(store):
-        os.unlink(store)
+    unlink_symlinks_to_store(rootfs, home)

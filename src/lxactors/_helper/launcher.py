@@ -17,7 +17,6 @@ into the reply frame (with liblxc's log lines on failure).
 
 from __future__ import annotations
 
-import array
 import contextlib
 import os
 import socket
@@ -149,8 +148,7 @@ class Launcher:
         fields, log_path, offset = found
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            self.sock.sendmsg([b"\0".join(fields) + b"\0"],
-                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))])
+            socket.send_fds(self.sock, [b"\0".join(fields) + b"\0"], [w])
         except OSError:
             os.close(r)
             return None

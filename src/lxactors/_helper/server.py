@@ -15,7 +15,6 @@ died: the loop applies the registered types' owner-exit actions
 
 from __future__ import annotations
 
-import array
 import os
 import select
 import selectors
@@ -31,7 +30,6 @@ from lxactors._helper.launcher import Launcher, Pending
 from lxactors._helper.layer import release_layer
 from lxactors._helper.ops import OPS
 from lxactors._helper.wire import (
-    MAX_FDS,
     MAX_REQUEST,
     Register,
     Request,
@@ -40,6 +38,7 @@ from lxactors._helper.wire import (
     decode_request,
     error,
     ok,
+    recv_fds,
     write_frame,
 )
 from lxactors._policy import Type, check_type, on_owner_exit
@@ -184,16 +183,9 @@ def _serve_one(sock: socket.socket, launcher: Launcher | None, pending: dict[int
     try:
         # CLOEXEC: else every attached command inherits the reply pipe
         # (and could write forged frames to the user's process).
-        msg, ancdata, _flags, _addr = sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4),
-                                                   socket.MSG_CMSG_CLOEXEC)
+        msg, fds = recv_fds(sock, MAX_REQUEST)
     except (ConnectionResetError, OSError):
-        msg, ancdata = b"", []
-    fds: list[int] = []
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            a = array.array("i")
-            a.frombytes(data[: len(data) - (len(data) % a.itemsize)])
-            fds.extend(a)
+        msg, fds = b"", []
     if not msg:
         for fd in fds:
             os.close(fd)

@@ -19,9 +19,11 @@ the helper imports this without pykka.
 
 from __future__ import annotations
 
+import array
 import io
 import os
 import pickle
+import socket
 import struct
 import types
 import typing
@@ -32,7 +34,8 @@ from lxactors._policy import check_type
 
 __all__ = [
     "MAX_FDS", "MAX_FRAME", "MAX_REQUEST", "FrameReader", "Request", "HandleRequest", "WireError",
-    "decode_request", "encode_frame", "encode_request", "error", "loads", "ok", "write_frame",
+    "decode_request", "encode_frame", "encode_request", "error", "loads", "ok", "recv_fds",
+    "write_frame",
     "AddDeviceNode", "Attach", "AttachInterface", "BoundLayer", "Checkpoint", "Clone", "CloneStart",
     "Console",
     "Create",
@@ -60,6 +63,22 @@ class WireError(ValueError):
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         raise WireError(f"refused global {module}.{name} on the helper wire")
+
+
+def recv_fds(sock: socket.socket, size: int, max_fds: int = MAX_FDS) -> tuple[bytes, list[int]]:
+    """One message and the fds that came with it, received close-on-exec.
+
+    Not ``socket.recv_fds``: Python 3.11's drops its *flags*, so the fds
+    would be inheritable and every attached command would get the reply pipe
+    (and could forge frames to the user's process).
+    """
+    msg, ancdata, _flags, _addr = sock.recvmsg(size, socket.CMSG_SPACE(max_fds * 4),
+                                               socket.MSG_CMSG_CLOEXEC)
+    fds = array.array("i")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)
 
 
 def dumps(value: object) -> bytes:

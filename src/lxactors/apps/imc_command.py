@@ -244,6 +244,11 @@ class Imc:
 
     # -- internals
 
+    def _remove(self) -> None:
+        """The container is gone: its directory (if liblxc left it) and its marker go."""
+        _remove_dir(self.container_dir)
+        marker.remove(self.path, self.name)
+
     def _exit_container(self) -> None:
         ref = self._ref
         if ref is not None and ref.alive:
@@ -315,10 +320,7 @@ class Imc:
             self._ref = _boot(plan, lxactors.Mailbox(), boot_timeout, self.host_uid)
         else:  # from a pool: booted for this plan's uid, gid and shape
             self._ref = booted
-            # The marker names the command now (unprivileged, the directory is root's).
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.container_dir, marker.FILE))
-                marker.write(self.container_dir, "imc", uid=self.host_uid, command=plan.command)
+            _mark(plan, self.host_uid, plan.command, again=True)
         pipes: list[int] = []
         try:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -337,7 +339,7 @@ class Imc:
             for fd in pipes:
                 os.close(fd)
             self._exit_container()
-            _remove_dir(self.container_dir)
+            self._remove()
             raise
         for fd in (out_w, err_w, in_r):
             if fd >= 0:
@@ -396,7 +398,7 @@ class Imc:
                 self.owner.deliver(cast(Any, self._exited))
             try:
                 self._exit_container()
-                _remove_dir(self.container_dir)
+                self._remove()
             finally:
                 self._ref = None
                 if not early:
@@ -442,6 +444,17 @@ def _teardown_started(imc: Imc) -> None:
             _drain_registered = True
 
 
+def _mark(plan: _Plan, host_uid: int, command: list[str], again: bool = False) -> None:
+    """The marker ``lxactors ls`` reads (no marker is no failure); *again*: a
+    pooled container's, which named no command, now names its command."""
+    with contextlib.suppress(OSError):
+        if again:
+            marker.remove(plan.lxcpath, plan.name)
+            if os.geteuid() == 0:  # root's is in the container's directory
+                os.unlink(os.path.join(plan.lxcpath, plan.name, marker.FILE))
+        marker.write(plan.lxcpath, plan.name, "imc", uid=host_uid, command=command)
+
+
 def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,
           command: list[str] | None = None) -> lxactors.ContainerRef:
     """Make and start *plan*'s container, owned by *owner* (its root built
@@ -455,8 +468,7 @@ def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,
     try:
         if privileged:
             os.mkdir(os.path.join(container_dir, "rootfs"), 0o755)
-            marker.write(container_dir, "imc", uid=host_uid,
-                         command=plan.command if command is None else command)
+        _mark(plan, host_uid, plan.command if command is None else command)
         return lxactors.spawn(
             plan.name, path=plan.lxcpath, type="temporary", owner=owner,
             config=plan.config, create={"template": None}, chroot=plan.chroot,
@@ -464,4 +476,5 @@ def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,
             userns=plan.userns or False, limits=plan.limits)
     except BaseException:
         _remove_dir(container_dir)
+        marker.remove(plan.lxcpath, plan.name)
         raise

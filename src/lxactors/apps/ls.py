@@ -30,7 +30,7 @@ def _describe(path: str, name: str) -> str:
         return "lxactors base (unnamed containers are overlay clones of it)"
     if name.startswith(base + "-userns-"):
         return "lxactors base for user-namespaced clones (ids " + name.rsplit("-userns-")[1] + ")"
-    mark = marker.read(os.path.join(path, name))
+    mark = marker.read(path, name)
     if mark is not None:
         kind = str(mark.get("kind", "?"))
         pid = mark.get("pid")
@@ -58,7 +58,9 @@ def _ls(args: argparse.Namespace) -> int:
         say(f"no such lxcpath: {path}")
         return 1
     rows: list[dict[str, Any]] = []
-    for name in liblxc.list_all_containers(path):
+    names = liblxc.list_all_containers(path)
+    marker.prune(path, names)
+    for name in names:
         try:
             with liblxc.Container(name, path) as c:
                 state = c.state()

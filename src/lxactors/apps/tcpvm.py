@@ -162,28 +162,32 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_userns:
         options["userns"] = False
     limits = limits_from(args)
+    if args.config:
+        _check_config(options.get("path"), options["config"])
     try:
         server = TcpVm(listen, args.max_clients, options, limits=limits,
                        idle_timeout=args.idle_timeout, max_session=args.max_session,
                        max_per_address=args.max_per_address, pool=args.pool)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
-    try:
-        server.bind()
-    except OSError as exc:
-        server.close()
-        why = "address already in use" if exc.errno == errno.EADDRINUSE else (
-            exc.strerror or str(exc)).lower()
-        say(f"cannot listen on {format_address(listen)}: {why}")
-        return 1
+    listening = False
     try:
         # From here on SIGINT/SIGTERM stop the server cleanly (even while the
         # base is being built: serve_forever then returns at once).
         with signals(lambda signum: server.shutdown()):
             if not args.template:
-                # Unnamed containers are clones of a cached base: build it now,
-                # not when the first client is waiting.
+                # Unnamed containers are clones of a cached base: build it now, before
+                # the pool boots clones of it and before a client waits (one it cannot
+                # be, e.g. --no-userns for an ordinary user, is one line, and no server).
                 lxactors.ensure_base(options.get("path"), server.userns, progress=True)
+            try:
+                server.bind()
+            except OSError as exc:
+                why = "address already in use" if exc.errno == errno.EADDRINUSE else (
+                    exc.strerror or str(exc)).lower()
+                say(f"cannot listen on {format_address(listen)}: {why}")
+                return 1
+            listening = True
             host, port = server.address
             say(f"tcpvm listening on {format_address(server.address)} "
                 f"(at most {args.max_clients} clients; each: {limits or 'no limits'}); "
@@ -191,8 +195,21 @@ def _run(args: argparse.Namespace) -> int:
             server.serve_forever()
     finally:
         n = server.close()
-    say(f"tcpvm stopped; {n} container{'s' if n != 1 else ''} exited")
+    if listening:
+        say(f"tcpvm stopped; {n} container{'s' if n != 1 else ''} exited")
     return 0
+
+
+def _check_config(path: str | None, config: list[tuple[str, str]]) -> None:
+    """Each ``--config`` item set once, on a handle never saved, as every client's
+    container will be: one liblxc does not know, or one the gate refuses an ordinary
+    user (a bridge not in access.conf's net_links...), stops the server before it
+    listens, in one line naming the rule, not each client."""
+    from lxactors import liblxc
+
+    with liblxc.Container("tcpvm-config-check", path) as c:
+        for key, value in config:
+            c.set_config_item(key, value)
 
 
 def _with_veth_defaults(config: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import socket
 import threading
@@ -98,6 +97,8 @@ class Client:
             log.exception("client %s", self.peer)
         finally:
             self._exit_container()
+            if self.ref is not None:
+                marker.remove(self.ref.path, self.ref.name)
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
             if reader is not None:
@@ -201,7 +202,7 @@ class Client:
     def _mark(self, ref: lxactors.ContainerRef) -> None:
         """Tell ``lxactors ls`` who this container is for (it goes with the container)."""
         try:
-            marker.write(os.path.join(ref.path, ref.name), "tcpvm", client=self.peer,
+            marker.write(ref.path, ref.name, "tcpvm", client=self.peer,
                          server=format_address(self.server.address))
         except OSError:
             pass  # already gone
