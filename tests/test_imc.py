@@ -373,10 +373,12 @@ def test_network_on_a_bridge(lxcpath: str, bridge: str, imcs: Runner) -> None:
                                     bridge=bridge, address="10.213.7.2/24")
         assert status == 0, err
         assert b"10.213.7.2/24" in out
-    # The veth went away with the container.
-    links = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
-                           capture_output=True, text=True, check=True).stdout
-    assert links == ""
+    # The veth goes with the container (run returns as it ends).
+    def links() -> str:
+        return subprocess.run(["ip", "-o", "link", "show", "master", bridge],
+                              capture_output=True, text=True, check=True).stdout
+
+    wait_for(lambda: links() == "", what="the veth gone with the container")
 
 
 def test_receive_times_out_with_queue_empty(lxcpath: str, imcs: Runner) -> None:
