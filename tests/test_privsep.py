@@ -75,8 +75,8 @@ def access_conf_edited(install: privsep.Install, settings: str) -> Iterator[None
 #: Root's own test modules that run as the test user too, through the gate (their
 #: ``lxcpath`` fixture is then the user's; what only root may do is checked refused).
 AS_USER_MODULES = ("tests/test_tcpvm.py", "tests/test_tcpvm_limits.py", "tests/test_tcpvm_pool.py",
-                   "tests/test_aio_tcpvm.py", "tests/test_imc.py", "tests/test_cli.py",
-                   "tests/test_connect.py")
+                   "tests/test_aio_tcpvm.py", "tests/test_imc.py", "tests/test_imc_pool.py",
+                   "tests/test_cli.py", "tests/test_connect.py")
 
 
 def test_tcpvm_and_imc_pass_as_an_ordinary_user(install: privsep.Install) -> None:

@@ -12,7 +12,9 @@ unprivileged uid/gid with no supplementary groups and ``no_new_privs``,
 within :data:`DEFAULT_LIMITS` unless told otherwise (256 processes, 256 MiB of
 memory counting its two tmpfs, one CPU's time; ``limits=None``: none).
 When it ends the container is destroyed and its root directory removed:
-nothing is left behind.
+nothing is left behind (:class:`Exited` and :func:`run`'s result come as
+soon as the status and output are complete; the container's end follows,
+off the caller's path, unless the command left something running).
 
 Where erlxc discarded the output, imc delivers it: :class:`Stdout` and
 :class:`Stderr` messages as it comes (flow controlled), then one
@@ -25,12 +27,13 @@ form: ``status, stdout, stderr = imc.run(["id", "-u"])``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import lxactors
-from lxactors import Mailbox, Owner
+from lxactors import LxcError, Mailbox, Owner
 from lxactors.apps.command import (
     UsageError,
     add_limit_arguments,
@@ -58,6 +61,7 @@ from lxactors.apps.imc_plan import (
     UID_LOW,
     _plan,
 )
+from lxactors.apps.imc_pool import DEFAULT_POOL, POOL_OPTIONS, REFILL_DELAY, Pool
 
 if TYPE_CHECKING:
     from lxactors.apps.command import Subparsers
@@ -66,12 +70,16 @@ __all__ = [
     "ALLOWED_DEVICES",
     "DEFAULT_BINDS",
     "DEFAULT_LIMITS",
+    "DEFAULT_POOL",
     "DEFAULT_WINDOW",
     "Exited",
     "Imc",
     "ImcMessage",
     "ImcTimeoutError",
     "NS_UID_LOW",
+    "POOL_OPTIONS",
+    "Pool",
+    "REFILL_DELAY",
     "Result",
     "Stderr",
     "Stdout",
@@ -94,12 +102,14 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
           bridge: str | None = None, address: str | None = None, gateway: str | None = None,
           config: Sequence[tuple[str, str]] = (), hostname: str | None = None,
           window: int = DEFAULT_WINDOW, boot_timeout: float = 60.0,
-          userns: object = True, limits: lxactors.Limits | None = DEFAULT_LIMITS) -> Imc:
+          userns: object = True, limits: lxactors.Limits | None = DEFAULT_LIMITS,
+          pool: Pool | None = None) -> Imc:
     """Start *cmd* in a new immutable container; return at once.
 
     The owner (a pykka ``ActorRef``, an :class:`lxactors.Mailbox`, or None
     for the returned :class:`Imc` itself) gets :class:`Stdout`,
-    :class:`Stderr`, then :class:`Exited` once the container is gone.
+    :class:`Stderr`, then :class:`Exited` (the container then gone, or
+    going: see :class:`Exited`; :meth:`Imc.wait` returns once it is gone).
 
     *uid*/*gid*: random unprivileged ids when None.  *env* adds to a small
     clean environment (HOME, USER, PATH...).  *cwd* defaults to the tmpfs
@@ -112,7 +122,11 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
     the command's uid is then a host uid).  *uid* and *gid* are the ids
     inside; :attr:`Imc.host_uid` is what the host sees.  *limits*: what
     the container may take (:data:`DEFAULT_LIMITS`; None: unbounded; no
-    ``disk``: *tmpfs_size* bounds the writable space).
+    ``disk``: *tmpfs_size* bounds the writable space).  *pool*: an
+    :class:`imc.Pool <Pool>` whose booted containers have this command's
+    shape (those of the options above a pool fixes, :data:`POOL_OPTIONS`,
+    are refused unless left at their default or repeating the pool's; its
+    uid, gid and hostname are drawn at boot, so they are refused).
     """
     if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
         raise TypeError("input must be bytes")
@@ -120,13 +134,32 @@ def spawn(cmd: Sequence[str], *, owner: object = None, path: str | None = None,
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int, not {window!r}")
-    plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
-                 tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
-                 config=config, hostname=hostname, userns=userns, limits=limits)
+    booted = None
+    if pool is None:
+        plan = _plan(cmd, path=path, uid=uid, gid=gid, env=env, binds=binds,
+                     tmpfs_size=tmpfs_size, bridge=bridge, address=address, gateway=gateway,
+                     config=config, hostname=hostname, userns=userns, limits=limits)
+    else:
+        if not isinstance(pool, Pool):
+            raise TypeError(f"pool must be an imc.Pool, not {type(pool).__name__}")
+        if pool.closed:
+            raise LxcError(None, "imc.spawn", "the pool is closed")
+        pool._check({"path": path, "binds": binds, "tmpfs_size": tmpfs_size, "bridge": bridge,
+                     "address": address, "gateway": gateway, "config": config,
+                     "userns": userns, "limits": limits, "uid": uid, "gid": gid,
+                     "hostname": hostname})
     private = owner is None
     who: Owner = Mailbox() if owner is None else lxactors.as_owner(owner)
-    imc = Imc(plan, who, private, window)
-    imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout)
+    if pool is not None:
+        plan, booted = pool._take(cmd, env)
+    imc = Imc(plan, who, private, window, None if pool is None else pool._ended)
+    try:
+        imc._start(plan, None if input is None else bytes(input), timeout, cwd, boot_timeout,
+                   booted)
+    except BaseException:
+        if pool is not None:
+            pool._ended()
+        raise
     return imc
 
 
@@ -134,25 +167,33 @@ def run(cmd: Sequence[str], *, timeout: float | None = None, input: bytes | None
         **options: Any) -> Result:
     """Run *cmd* in an immutable container and wait: ``(status, stdout, stderr)``.
 
+    Returns once the status and output are complete; the container may
+    still be ending then (see :class:`Exited`).
+
     *options* are :func:`spawn`'s.  Raises :class:`ImcTimeoutError` (with
     the output so far) when *timeout* passed.
     """
     if "owner" in options:
         raise TypeError("run() collects the messages itself; use spawn() to choose an owner")
     out, err = bytearray(), bytearray()
-    with spawn(cmd, timeout=timeout, input=input, **options) as imc:
+    imc = spawn(cmd, timeout=timeout, input=input, **options)
+    try:
         for m in imc:
             if isinstance(m, Stdout):
                 out += m.data
             elif isinstance(m, Stderr):
                 err += m.data
+            elif m.timed_out:
+                exc = ImcTimeoutError(imc.name, "run",
+                                      f"{imc.command[0]} did not finish within {timeout:g} s")
+                exc.stdout, exc.stderr = bytes(out), bytes(err)
+                raise exc
             else:
-                if m.timed_out:
-                    exc = ImcTimeoutError(imc.name, "run",
-                                          f"{imc.command[0]} did not finish within {timeout:g} s")
-                    exc.stdout, exc.stderr = bytes(out), bytes(err)
-                    raise exc
+                # The container may still be ending (see Exited): not waited for.
                 return Result(m.status, bytes(out), bytes(err))
+    except BaseException:
+        imc.__exit__(None, None, None)  # killed if still running; gone before this raises
+        raise
     raise AssertionError("unreachable: the messages end with Exited")
 
 
@@ -186,6 +227,9 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--config", type=key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="more liblxc config items")
     add_limit_arguments(p, DEFAULT_LIMITS, disk=False)
+    p.add_argument("--pool", type=int, default=DEFAULT_POOL, metavar="N",
+                   help=f"boot N containers ahead and run CMD in one (default {DEFAULT_POOL}: "
+                   "one command gains nothing from a pool; 0 turns it off)")
     p.add_argument("-i", "--stdin", action="store_true",
                    help="feed this command's stdin to CMD (default: /dev/null)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -212,14 +256,22 @@ def _run(args: argparse.Namespace) -> int:
             r.kill()
 
     # Installed first: a signal while the container boots still removes it.
-    with signals(stop):
+    with signals(stop), contextlib.ExitStack() as pools:
+        shape = dict(path=args.path, binds=binds, tmpfs_size=args.tmpfs_size,
+                     bridge=args.bridge, address=args.address, gateway=args.gateway,
+                     config=list(args.config), userns=not args.no_userns, limits=limits)
         try:
-            imc = spawn(
-                cmd, path=args.path, uid=args.uid, gid=args.gid, env=dict(args.env),
-                cwd=args.cwd, input=data, timeout=args.timeout, binds=binds,
-                tmpfs_size=args.tmpfs_size, bridge=args.bridge, address=args.address,
-                gateway=args.gateway, config=list(args.config), hostname=args.hostname,
-                userns=not args.no_userns, limits=limits)
+            if args.pool < 0:
+                raise ValueError(f"--pool must be 0 or more, not {args.pool}")
+            if args.pool:
+                pool = Pool(args.pool, **shape)
+                pools.enter_context(pool)
+                imc = spawn(cmd, pool=pool, uid=args.uid, gid=args.gid, env=dict(args.env),
+                            cwd=args.cwd, input=data, timeout=args.timeout,
+                            hostname=args.hostname)
+            else:
+                imc = spawn(cmd, uid=args.uid, gid=args.gid, env=dict(args.env), cwd=args.cwd,
+                            input=data, timeout=args.timeout, hostname=args.hostname, **shape)
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from exc
         running.append(imc)

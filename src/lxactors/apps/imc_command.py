@@ -3,12 +3,13 @@
 An :class:`Imc` starts the container a :class:`~lxactors.apps.imc_plan._Plan`
 describes, attaches the command with pipes for its stdin, stdout and stderr,
 delivers the output to the owner within a flow-control window, and once the
-command ends removes the container and its directory, then sends
-:class:`Exited`.
+command ends and its output is complete sends :class:`Exited` and removes
+the container and its directory (see :class:`Exited` for the order).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -16,7 +17,8 @@ import selectors
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -67,7 +69,16 @@ class Stderr:
 
 @dataclass(frozen=True)
 class Exited:
-    """The command ended and its container is gone (the last message).
+    """The command ended and its output is complete (the last message).
+
+    If the command left a process running that holds its output (or timed
+    out, or was killed), its container is gone by then.  Otherwise the
+    container ends as this goes out, off the caller's path (~10 ms:
+    nothing of the command can still write to the caller, and a process
+    it left detached is killed with it): :meth:`Imc.wait` and
+    :attr:`Imc.done` say when it is gone; the process's end, even a
+    SIGKILL, still destroys it (it is temporary; an interpreter exit waits
+    for it).
 
     ``status`` is the exit code, or ``-N`` when a signal N killed it (a
     timeout or :meth:`Imc.kill` gives ``-9``).
@@ -141,7 +152,8 @@ def _remove_dir(path: str) -> None:
 class Imc:
     """A command running in its immutable container (see :func:`spawn`)."""
 
-    def __init__(self, plan: _Plan, owner: Owner, private: bool, window: int) -> None:
+    def __init__(self, plan: _Plan, owner: Owner, private: bool, window: int,
+                 on_done: Callable[[], None] | None = None) -> None:
         self.name = plan.name
         self.path = plan.lxcpath
         self.uid = plan.uid
@@ -159,6 +171,7 @@ class Imc:
         self._ref: lxactors.ContainerRef | None = None
         self._exited: Exited | None = None
         self._thread: threading.Thread | None = None
+        self._on_done = on_done  # a pool's: the command's container is gone
 
     # -- public
 
@@ -206,7 +219,12 @@ class Imc:
         return self._exited.status
 
     def kill(self) -> None:
-        """Kill the command now (it exits with -9) and remove its container."""
+        """Kill the command now (it exits with -9) and remove its container.
+
+        Once :class:`Exited` is out the command is over: its container is
+        gone or going (see :meth:`wait`), and this does nothing."""
+        if self._exited is not None:
+            return
         self._killed.set()
         self._window.wake()
         self._exit_container()
@@ -294,28 +312,15 @@ class Imc:
                         os.close(fd)
 
     def _start(self, plan: _Plan, input: bytes | None, timeout: float | None,
-               cwd: str | None, boot_timeout: float) -> None:
+               cwd: str | None, boot_timeout: float,
+               booted: lxactors.ContainerRef | None = None) -> None:
         from lxactors import liblxc
 
-        # Unprivileged, the lxcpath is root's: the privileged helper makes the rootfs.
-        privileged = os.geteuid() == 0
-        if privileged:
-            os.makedirs(plan.lxcpath, exist_ok=True)
-            os.mkdir(self.container_dir, 0o755)
-        try:
-            if privileged:
-                os.mkdir(os.path.join(self.container_dir, "rootfs"), 0o755)
-            with contextlib.suppress(OSError):  # (for ls: no marker is no failure)
-                marker.write(plan.lxcpath, plan.name, "imc", uid=self.host_uid,
-                             command=plan.command)
-            self._ref = lxactors.spawn(
-                plan.name, path=plan.lxcpath, type="temporary", owner=lxactors.Mailbox(),
-                config=plan.config, create={"template": None}, chroot=plan.chroot,
-                start={"argv": plan.init}, console=False, timeout=boot_timeout,
-                userns=plan.userns or False, limits=plan.limits)
-        except BaseException:
-            self._remove()
-            raise
+        if booted is None:
+            self._ref = _boot(plan, lxactors.Mailbox(), boot_timeout, self.host_uid)
+        else:  # from a pool: booted for this plan's uid, gid and shape
+            self._ref = booted
+            _mark(plan, self.host_uid, plan.command, again=True)
         pipes: list[int] = []
         try:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -350,6 +355,7 @@ class Imc:
              timeout: float | None) -> None:
         status = -signal.SIGKILL
         timed_out = False
+        early = False  # Exited before the container's end
         pump = threading.Thread(target=self._pump, args=(outs, stdin, data),
                                 name=f"imc-{self.name}-io", daemon=True)
         pump.start()
@@ -361,10 +367,16 @@ class Imc:
                 self._killed.set()
                 self._exit_container()
                 status = attached.wait(60)
-            # Anything the command left running dies with its container, and
-            # with it the last writer of the pipes.
-            self._exit_container()
-            pump.join()
+            # The output is complete once the pipes' last writers are gone: at
+            # once when the command left nothing running that holds them.
+            pump.join(OUTPUT_GRACE)
+            if pump.is_alive():
+                # Anything the command left running dies with its container,
+                # and with it the last writer of the pipes.
+                self._exit_container()
+                pump.join()
+            else:
+                early = _TEARDOWNS.acquire(blocking=False)
         except LxcError as exc:  # e.g. the helper's worker was killed: status unknown
             log.warning("imc %s: %s", self.name, str(exc).splitlines()[0])
             self._exit_container()
@@ -375,9 +387,94 @@ class Imc:
             pump.join(10)
         finally:
             attached.close()
-            self._remove()
             self._exited = Exited(self.name, status, timed_out)
-            self._ref = None
-            self.owner.deliver(cast(Any, self._exited))
-            self._done.set()
+            if early:
+                # Status and output go first; the container's end (init
+                # killed, the rootfs destroyed in its user namespace: ~10 ms)
+                # follows off the caller's path.  It is temporary: a process
+                # killed meanwhile leaves it to the helper, and an interpreter
+                # exit waits for it (_drain_teardowns).
+                _teardown_started(self)
+                self.owner.deliver(cast(Any, self._exited))
+            try:
+                self._exit_container()
+                self._remove()
+            finally:
+                self._ref = None
+                if not early:
+                    self.owner.deliver(cast(Any, self._exited))
+                self._done.set()
+                if early:
+                    _TEARDOWN.discard(self)
+                    _TEARDOWNS.release()
+                if self._on_done is not None:
+                    self._on_done()
 
+
+#: Seconds the output may take to end after the command's exit before its
+#: container is ended first (a process it left running holds the pipes).
+OUTPUT_GRACE = 0.05
+#: Containers ended after their Exited was sent, at most this many at once
+#: (past that, one ends before its Exited, as with output still open).
+MAX_TEARDOWNS = 16
+_TEARDOWNS = threading.BoundedSemaphore(MAX_TEARDOWNS)
+_TEARDOWN: set[Imc] = set()
+
+
+def _drain_teardowns(timeout: float = 60.0) -> None:
+    """Interpreter exit: let the containers being ended go (their directories too)."""
+    deadline = time.monotonic() + timeout
+    for imc in list(_TEARDOWN):
+        imc._done.wait(max(0.0, deadline - time.monotonic()))
+
+
+_drain_lock = threading.Lock()
+_drain_registered = False
+
+
+def _teardown_started(imc: Imc) -> None:
+    global _drain_registered
+    with _drain_lock:
+        _TEARDOWN.add(imc)
+        if not _drain_registered:
+            # Registered late, after lxactors' own exit handlers (the helper's
+            # close, the log directory's removal, registered as the first
+            # container was made): atexit runs it before them.
+            atexit.register(_drain_teardowns)
+            _drain_registered = True
+
+
+def _mark(plan: _Plan, host_uid: int, command: list[str], again: bool = False) -> None:
+    """The marker ``lxactors ls`` reads (no marker is no failure); *again*: a
+    pooled container's, which named no command, now names its command."""
+    with contextlib.suppress(OSError):
+        if again:
+            marker.remove(plan.lxcpath, plan.name)
+            if os.geteuid() == 0:  # root's is in the container's directory
+                os.unlink(os.path.join(plan.lxcpath, plan.name, marker.FILE))
+        marker.write(plan.lxcpath, plan.name, "imc", uid=host_uid, command=command)
+
+
+def _boot(plan: _Plan, owner: Owner, boot_timeout: float, host_uid: int,
+          command: list[str] | None = None) -> lxactors.ContainerRef:
+    """Make and start *plan*'s container, owned by *owner* (its root built
+    from chroot specs; its marker names *command*, by default the plan's)."""
+    container_dir = os.path.join(plan.lxcpath, plan.name)
+    # Unprivileged, the lxcpath is root's: the privileged helper makes the rootfs.
+    privileged = os.geteuid() == 0
+    if privileged:
+        os.makedirs(plan.lxcpath, exist_ok=True)
+        os.mkdir(container_dir, 0o755)
+    try:
+        if privileged:
+            os.mkdir(os.path.join(container_dir, "rootfs"), 0o755)
+        _mark(plan, host_uid, plan.command if command is None else command)
+        return lxactors.spawn(
+            plan.name, path=plan.lxcpath, type="temporary", owner=owner,
+            config=plan.config, create={"template": None}, chroot=plan.chroot,
+            start={"argv": plan.init}, console=False, timeout=boot_timeout,
+            userns=plan.userns or False, limits=plan.limits)
+    except BaseException:
+        _remove_dir(container_dir)
+        marker.remove(plan.lxcpath, plan.name)
+        raise
