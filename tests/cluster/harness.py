@@ -33,6 +33,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 SUBNET = "10.213.0"
 PORT = 6379
+#: The node's address, for a driver started there: without it, Ray found the head's raylet (its
+#: socket is in the session directory, which every namespace shares) and the driver advertised
+#: the head's address, where nothing answers for it: calls back to it (a stream's items) hung.
+NODE_IP_ENV = "LXACTORS_TEST_NODE_IP"
 
 #: GCS health checks: a dead node is marked after about period x threshold + timeout
 #: (about 1.1 s here; Ray's defaults take about 14 s).
@@ -162,6 +166,7 @@ class NetCluster:
         })
         if node is not None:
             env["LXACTORS_LXCPATH"] = node.lxcpath
+            env[NODE_IP_ENV] = node.ip
         return env
 
     # ------------------------------------------------------------------ network
