@@ -95,6 +95,26 @@ def spawns(kind: str, node: str, n: int) -> dict[str, Any]:
     return {"p50 ms": round(statistics.median(walls), 2)}
 
 
+def calls(kind: str, node: str, n: int) -> dict[str, Any]:
+    """*n* agent calls: empty (``alive``), or with the owner's lease handle as argument."""
+    import ray
+
+    from lxactors.cluster._agent import agent
+    from lxactors.cluster._lease import lease
+
+    handle = agent(node)
+    _, lease_handle = lease(node)
+    walls: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        if kind == "empty":
+            ray.get(handle.alive.remote("x"))
+        elif kind == "lease arg":
+            ray.get(handle.alive.remote(lease_handle))
+        walls.append((time.perf_counter() - t0) * 1000)
+    return {"p50 ms": round(statistics.median(walls), 3)}
+
+
 def console(kind: str, node: str) -> float:
     """MB/s of one 20 MB console stream (local or from *node*)."""
     import lxactors
@@ -175,6 +195,7 @@ def main() -> None:
     ap.add_argument("--spawns", type=int, default=30)
     ap.add_argument("--console-rounds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved local/remote rounds")
+    ap.add_argument("--calls-only", action="store_true", help="only the agent calls")
     args = ap.parse_args()
     from tests.cluster.harness import NetCluster
 
@@ -185,7 +206,11 @@ def main() -> None:
         d = net.driver(0, "bench.cluster_profile")
         ids = d.call("node_map")
         d.call("warm", ids["n1"], timeout=600)
-        for r in range(args.rounds):
+        for kind in ("empty", "lease arg"):
+            b = _before(net)
+            got = d.call("calls", kind, ids["n1"], 200, timeout=600)
+            results[f"call {kind}"] = {"wall": got, "per spawn": _diff(net, b, 200)}
+        for r in range(0 if args.calls_only else args.rounds):
             for kind in ("local", "remote"):
                 b = _before(net)
                 got = d.call("spawns", kind, ids["n1"], args.spawns, timeout=1800)

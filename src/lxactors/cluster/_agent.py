@@ -11,7 +11,8 @@ lxactors' supervisor applies each container's policy.  If the agent itself
 is killed, lxactors' helper on this node sees its end and applies the same
 table, as it does for any process.
 
-Messages reach the owner through one streaming generator per container:
+A spawn is one streaming call: its first item is the container's id, the
+rest are its messages:
 console bytes merged into batches of up to ``BATCH`` bytes (see ``_outbox``), at most
 ``BACKPRESSURE`` batches ahead of the consumer, so a stalled owner stops the
 pty (memory bounded, nothing dropped).
@@ -134,8 +135,8 @@ class Agent:
             return {"node": self.node_id, "pid": os.getpid(), "path": self.path,
                     "containers": len(self._held), "owners": len(self._leases)}
 
-    def spawn(self, lease_id: str, lease: Any, name: str, options: dict[str, Any]) -> tuple[str, str, str]:
-        """``lxactors.spawn`` here, owned by the lease's owner: ``(id, name, lxcpath)``."""
+    def _spawn(self, lease_id: str, lease: Any, name: str, options: dict[str, Any]) -> tuple[str, _Held]:
+        """``lxactors.spawn`` here, owned by the lease's owner: its id, and what is held of it."""
         watch = self._watch(lease_id, lease)
         if self.path is not None and options.get("path") is None:
             options = {**options, "path": self.path}
@@ -144,13 +145,14 @@ class Agent:
         outbox = Outbox(min(BATCH, window // 2) if isinstance(window, int) else BATCH, BULK, LINGER)
         ref = lxactors.spawn(name, owner=outbox, **options)
         cid = secrets.token_hex(8)
+        held = _Held(ref, outbox, lease_id)
         with self._lock:
-            self._held[cid] = _Held(ref, outbox, lease_id)
+            self._held[cid] = held
             watch.containers.add(cid)
             ended = watch.ended
         if ended:  # the owner died while this spawn ran
             outbox.close()
-        return cid, ref.name, ref.path
+        return cid, held
 
     def release(self, cid: str) -> None:
         """The owner (a pykka actor) stopped: apply the container's policy."""
@@ -190,11 +192,20 @@ class Agent:
 
     @ray.method(num_returns="streaming", concurrency_group="stream",
                 _generator_backpressure_num_objects=BACKPRESSURE)
-    def messages(self, cid: str) -> Iterator[list[lxactors.Message]]:
-        """The container's messages, in order, in batches; ends with the container or its owner."""
-        held = self._get(cid, "messages")
+    def spawn(self, lease_id: str, lease: Any, name: str,
+              options: dict[str, Any]) -> Iterator[tuple[str, str, str] | list[lxactors.Message]]:
+        """``lxactors.spawn`` here, and the container's messages: one streamed call.
+
+        The first item is ``(id, name, lxcpath)`` (or the spawn's exception);
+        then the container's messages, in order, in batches, until the
+        container or its owner ends.  One call, not a spawn call and then a
+        stream call: an empty agent call costs the caller about 0.4 ms of CPU
+        and 7 thread wake-ups, the agent 0.5 ms and 10.
+        """
+        cid, held = self._spawn(lease_id, lease, name, options)
         outbox, ref = held.outbox, held.ref
         try:
+            yield cid, ref.name, ref.path
             while True:
                 batch = outbox.take(IDLE_CHECK)
                 if batch:

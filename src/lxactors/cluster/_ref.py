@@ -35,8 +35,13 @@ OWNER_POLL = 0.05
 def remote_call(name: str | None, operation: str, method: Any, *args: Any,
                 timeout: float = CALL_TIMEOUT) -> Any:
     """Call an agent method; its exception is raised as itself, a lost agent as LxcError."""
+    return _result(name, operation, method.remote(*args), timeout)
+
+
+def _result(name: str | None, operation: str, ref: Any, timeout: float) -> Any:
+    """``ray.get(ref)``; the agent's exception raised as itself, a lost agent as LxcError."""
     try:
-        return ray.get(method.remote(*args), timeout=timeout)
+        return ray.get(ref, timeout=timeout)
     except RayTaskError as exc:
         cause = exc.cause
         if isinstance(cause, BaseException):
@@ -46,6 +51,18 @@ def remote_call(name: str | None, operation: str, method: Any, *args: Any,
         raise LxcError(name, operation, f"no answer from the node within {timeout:g} s") from exc
     except RayError as exc:
         raise LxcError(name, operation, f"the node or its agent is gone: {type_name(exc)}") from exc
+
+
+def _first(name: str | None, stream: Any, timeout: float) -> Any:
+    """The first item of an agent's *stream* (its exception raised as :func:`remote_call` does)."""
+    try:
+        # The generator's own wait, bounded (next() has no timeout): a nil ref when none came.
+        item = stream._next_sync(timeout)
+    except StopIteration:
+        raise LxcError(name, "spawn", "the node's agent ended the call without an answer") from None
+    if item.is_nil():
+        raise LxcError(name, "spawn", f"no answer from the node within {timeout:g} s")
+    return _result(name, "spawn", item, timeout)
 
 
 def type_name(exc: BaseException) -> str:
@@ -62,7 +79,7 @@ class RemoteRef:
     """
 
     def __init__(self, cid: str, name: str, path: str, node: str, agent: Any,
-                 owner: pykka.ActorRef[Any] | None) -> None:
+                 owner: pykka.ActorRef[Any] | None, stream: Any) -> None:
         self.cid = cid
         self.name = name
         self.path = path
@@ -72,7 +89,7 @@ class RemoteRef:
         self._q: queue.Queue[list[Message] | None] = queue.Queue(maxsize=2)
         self._batch: deque[Message] = deque()
         self._ended = threading.Event()
-        self._stream = agent.messages.remote(cid)
+        self._stream = stream  # the spawn's call: its first item (the id) is already read
         self._pump = threading.Thread(target=self._run, name=f"lxactors-cluster-{name}", daemon=True)
         self._pump.start()
 
@@ -237,12 +254,12 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
     handle = agent(node_id)
     lease_id, lease_handle = lease(node_id)
     try:
-        cid, real_name, path = remote_call(name or None, "spawn", handle.spawn, lease_id,
-                                           lease_handle, name, options)
+        stream = handle.spawn.remote(lease_id, lease_handle, name, options)
+        cid, real_name, path = _first(name or None, stream, CALL_TIMEOUT)
     except LxcError:
         forget(node_id)  # a lost node's lease is not reused
         raise
-    ref = RemoteRef(cid, real_name, path, node_id, handle, who)
+    ref = RemoteRef(cid, real_name, path, node_id, handle, who, stream)
     if who is not None:
         _watch(ref)
     return ref
