@@ -56,6 +56,9 @@ def test_placement_on_each_node_by_id_label_resource_and_any(ray_cluster: Cluste
         d.call("spawn", "p", node=c.ids["n1"], type="forever")
     with pytest.raises(RemoteError, match="TypeError: node must be"):
         d.call("spawn", "p", node=5)
+    # A call the agent cannot even start yields no first item: its failure is raised, at once.
+    raised, took = d.call("spawn_call_failing_at_once", c.ids["n1"])
+    assert raised.startswith("TypeError") and "argument" in raised and took < 10, (raised, took)
 
 
 def test_console_round_trip_across_nodes_in_order(ray_cluster: Cluster) -> None:

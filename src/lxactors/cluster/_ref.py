@@ -7,6 +7,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -28,6 +29,8 @@ log = logging.getLogger("lxactors")
 #: Seconds to wait for an agent's answer beyond the operation's own timeout.
 CALL_TIMEOUT = 120.0
 _TYPES = ("temporary", "transient", "permanent")
+#: How often a spawn waiting for its answer checks that the agent's call has not failed.
+FIRST_POLL = 0.1
 #: How often pykka owners are checked for having stopped.
 OWNER_POLL = 0.05
 
@@ -54,15 +57,26 @@ def _result(name: str | None, operation: str, ref: Any, timeout: float) -> Any:
 
 
 def _first(name: str | None, stream: Any, timeout: float) -> Any:
-    """The first item of an agent's *stream* (its exception raised as :func:`remote_call` does)."""
-    try:
-        # The generator's own wait, bounded (next() has no timeout): a nil ref when none came.
-        item = stream._next_sync(timeout)
-    except StopIteration:
-        raise LxcError(name, "spawn", "the node's agent ended the call without an answer") from None
-    if item.is_nil():
-        raise LxcError(name, "spawn", f"no answer from the node within {timeout:g} s")
-    return _result(name, "spawn", item, timeout)
+    """The first item of an agent's *stream* (its exception raised as :func:`remote_call` does).
+
+    A call that fails before its generator runs (an agent of another
+    lxactors version, say) yields no item at all, only a failed
+    ``completed()``: both are waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            # The generator's own wait, bounded (next() has none): a nil ref when none came.
+            item = stream._next_sync(FIRST_POLL)
+        except StopIteration:
+            raise LxcError(name, "spawn", "the node's agent ended the call without an answer") from None
+        if not item.is_nil():
+            return _result(name, "spawn", item, timeout)
+        if ray.wait([stream.completed()], timeout=0)[0]:
+            _result(name, "spawn", stream.completed(), timeout)  # raises the call's failure
+            raise LxcError(name, "spawn", "the node's agent ended the call without an answer")
+        if time.monotonic() > deadline:
+            raise LxcError(name, "spawn", f"no answer from the node within {timeout:g} s")
 
 
 def type_name(exc: BaseException) -> str:
