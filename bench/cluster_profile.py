@@ -36,6 +36,12 @@ def ready() -> int:
     return os.getpid()
 
 
+def close_pools() -> None:
+    from tests.cluster import scenarios
+
+    scenarios.close_pools()
+
+
 def node_map() -> dict[str, str]:
     from tests.cluster import scenarios
 

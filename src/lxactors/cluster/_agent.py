@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 import lxactors
 from lxactors.cluster._outbox import Outbox
 
-__all__ = ["Agent", "agent", "AGENT_NAMESPACE", "BATCH", "BACKPRESSURE", "PATH_ENV", "WINDOW"]
+__all__ = ["Agent", "agent", "AGENT_NAMESPACE", "BATCH", "BACKPRESSURE", "PATH_ENV", "POOL_ENV",
+           "POOL_SIZE", "WINDOW"]
 
 log = logging.getLogger("lxactors")
 
@@ -53,6 +54,12 @@ INLINE = 1 << 20
 WINDOW = 2 * BATCH
 #: The node's default lxcpath, if set in the environment the node was started with.
 PATH_ENV = "LXACTORS_LXCPATH"
+#: Containers each agent keeps booted for unnamed spawns without options (an
+#: ``lxactors.Pool`` in the agent), unless the node's environment sets ``POOL_ENV`` (0: none).
+POOL_SIZE = 2
+POOL_ENV = "LXACTORS_CLUSTER_POOL"
+#: What an unnamed spawn served from the pool may still choose (the rest is the pool's).
+POOL_OPTIONS = frozenset({"window"})
 #: Threads for calls (spawn, exit, send, ...) and for message streams, per agent.
 CALL_THREADS = 64
 STREAM_THREADS = 1024
@@ -72,6 +79,22 @@ class _Held:
     lease: str
 
 
+class _AgentOwner(lxactors.Owner):
+    """The owner of the agent's pool: alive as long as the agent's process (when that
+    ends, lxactors' helper destroys the pooled containers: they are temporary)."""
+
+    def deliver(self, message: lxactors.Message, done: Callable[[], None] | None = None) -> bool:
+        if done is not None:
+            done()
+        return True
+
+    def alive(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "the node's cluster agent"
+
+
 @dataclass(eq=False)
 class _LeaseWatch:
     containers: set[str] = field(default_factory=set)
@@ -87,6 +110,10 @@ class Agent:
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
         self._leases: dict[str, _LeaseWatch] = {}
+        size = int(os.environ.get(POOL_ENV) or POOL_SIZE)
+        where: dict[str, Any] = {"path": self.path} if self.path else {}
+        self._pool = None if size <= 0 else lxactors.Pool(
+            size, refill=1, owner=_AgentOwner(), window=WINDOW, **where)
 
     # ------------------------------------------------------------------ owners
 
@@ -130,20 +157,32 @@ class Agent:
     # ------------------------------------------------------------------ calls
 
     def info(self) -> dict[str, Any]:
-        """Node id, pid, lxcpath and how many containers and owners this agent holds."""
+        """Node id, pid, lxcpath, how many containers and owners this agent holds, its pool's
+        size and how many of its containers are ready."""
         with self._lock:
             return {"node": self.node_id, "pid": os.getpid(), "path": self.path,
-                    "containers": len(self._held), "owners": len(self._leases)}
+                    "containers": len(self._held), "owners": len(self._leases),
+                    "pool": 0 if self._pool is None else self._pool.size,
+                    "pooled": 0 if self._pool is None else self._pool.ready}
 
-    def _spawn(self, lease_id: str, lease: Any, name: str, options: dict[str, Any]) -> tuple[str, _Held]:
-        """``lxactors.spawn`` here, owned by the lease's owner: its id, and what is held of it."""
+    def _spawn(self, lease_id: str, lease: Any, name: str, options: dict[str, Any],
+               pooled: bool) -> tuple[str, _Held]:
+        """``lxactors.spawn`` here, owned by the lease's owner: its id, and what is held of it.
+
+        An unnamed spawn with no option but ``window`` is served by the pool
+        if *pooled* (a running container handed over: no boot on the way).
+        """
         watch = self._watch(lease_id, lease)
+        pool = self._pool if pooled and not name and set(options) <= POOL_OPTIONS else None
         if self.path is not None and options.get("path") is None:
             options = {**options, "path": self.path}
         options = {"window": WINDOW, **options}
         window = options["window"]
         outbox = Outbox(min(BATCH, window // 2) if isinstance(window, int) else BATCH, BULK, LINGER)
-        ref = lxactors.spawn(name, owner=outbox, **options)
+        if pool is not None:
+            ref = pool.spawn(owner=outbox, window=window)
+        else:
+            ref = lxactors.spawn(name, owner=outbox, **options)
         cid = secrets.token_hex(8)
         held = _Held(ref, outbox, lease_id)
         with self._lock:
@@ -153,6 +192,12 @@ class Agent:
         if ended:  # the owner died while this spawn ran
             outbox.close()
         return cid, held
+
+    def close_pool(self) -> None:
+        """Stop refilling the pool and destroy its containers (a node being drained);
+        unnamed spawns are then booted on the way."""
+        if self._pool is not None:
+            self._pool.close()
 
     def release(self, cid: str) -> None:
         """The owner (a pykka actor) stopped: apply the container's policy."""
@@ -192,8 +237,8 @@ class Agent:
 
     @ray.method(num_returns="streaming", concurrency_group="stream",
                 _generator_backpressure_num_objects=BACKPRESSURE)
-    def spawn(self, lease_id: str, lease: Any, name: str,
-              options: dict[str, Any]) -> Iterator[tuple[str, str, str] | list[lxactors.Message]]:
+    def spawn(self, lease_id: str, lease: Any, name: str, options: dict[str, Any],
+              pooled: bool = True) -> Iterator[tuple[str, str, str] | list[lxactors.Message]]:
         """``lxactors.spawn`` here, and the container's messages: one streamed call.
 
         The first item is ``(id, name, lxcpath)`` (or the spawn's exception);
@@ -202,7 +247,7 @@ class Agent:
         stream call: an empty agent call costs the caller about 0.4 ms of CPU
         and 7 thread wake-ups, the agent 0.5 ms and 10.
         """
-        cid, held = self._spawn(lease_id, lease, name, options)
+        cid, held = self._spawn(lease_id, lease, name, options, pooled)
         outbox, ref = held.outbox, held.ref
         try:
             yield cid, ref.name, ref.path

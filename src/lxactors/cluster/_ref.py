@@ -250,7 +250,8 @@ def _calling_actor() -> pykka.ActorRef[Any] | None:
 # ---------------------------------------------------------------------- the API
 
 def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] | None = None,
-          resource: str | None = None, owner: object = None, **options: Any) -> RemoteRef:
+          resource: str | None = None, owner: object = None, pool: bool = True,
+          **options: Any) -> RemoteRef:
     """:func:`lxactors.spawn` on a node of the cluster; same names, options and policies.
 
     The node is *node* (a node id), else one carrying every *label* and the
@@ -258,9 +259,16 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
     calling pykka actor or *owner* (a pykka ``ActorRef``), else this process
     (a driver or a Ray actor), its messages read through the reference.
     The policies hold when the owner exits, fails, or is SIGKILLed.
+
+    An unnamed spawn with no option but ``window`` is served, if *pool*,
+    by the node's pool (its agent keeps a few booted: a running container
+    is handed over, and its console starts at the hand-over, with a fresh
+    prompt); ``pool=False`` boots one, its console from the boot on.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {builtins.type(name).__name__}")
+    if not isinstance(pool, bool):
+        raise TypeError(f"pool must be a bool, not {builtins.type(pool).__name__}")
     if owner is not None and not isinstance(owner, pykka.ActorRef):
         raise TypeError(f"owner must be a pykka.ActorRef or None, not {builtins.type(owner).__name__}")
     who = owner if owner is not None else _calling_actor()
@@ -268,7 +276,7 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
     handle = agent(node_id)
     lease_id, lease_handle = lease(node_id)
     try:
-        stream = handle.spawn.remote(lease_id, lease_handle, name, options)
+        stream = handle.spawn.remote(lease_id, lease_handle, name, options, pool)
         cid, real_name, path = _first(name or None, stream, CALL_TIMEOUT)
     except LxcError:
         forget(node_id)  # a lost node's lease is not reused
