@@ -4,9 +4,9 @@
     .venv/bin/python bench/cluster_profile.py [--spawns 30] [--console-rounds 3]
 
 The cluster is the tests' (tests/cluster/harness.py), the driver on n0,
-remote containers on n1.  For each phase (N local spawns, N remote spawns,
-N remote spawns measured up to the reference only, console MB local and
-remote) the CPU seconds and context switches (voluntary + involuntary, all
+remote containers on n1.  For each phase (N local spawns, N remote spawns
+from the agent's pool, N booted there, console MB local and remote; the
+agent's empty calls) the CPU seconds and context switches (voluntary + involuntary, all
 threads: each voluntary one is a wake-up waited for) of every process in
 the test namespaces are read from /proc before and after, and divided by
 the phase's spawns (or MB).  Figures robust to the machine's load: CPU and
@@ -94,8 +94,8 @@ def spawns(kind: str, node: str, n: int) -> dict[str, Any]:
             ref: Any = lxactors.spawn(path=_path())
             walls.append((time.perf_counter() - t0) * 1000)
             lxactors.exit(ref, "kill")
-        else:
-            ref = cluster.spawn(node=node)
+        else:  # "remote": from the agent's pool; "remote booted": pool=False
+            ref = cluster.spawn(node=node, pool=kind == "remote")
             walls.append((time.perf_counter() - t0) * 1000)
             cluster.exit(ref, "kill")
     return {"p50 ms": round(statistics.median(walls), 2)}
@@ -217,7 +217,7 @@ def main() -> None:
             got = d.call("calls", kind, ids["n1"], 200, timeout=600)
             results[f"call {kind}"] = {"wall": got, "per spawn": _diff(net, b, 200)}
         for r in range(0 if args.calls_only else args.rounds):
-            for kind in ("local", "remote"):
+            for kind in ("local", "remote", "remote booted"):
                 b = _before(net)
                 got = d.call("spawns", kind, ids["n1"], args.spawns, timeout=1800)
                 results[f"spawn+exit {kind} #{r}"] = {"wall": got, "per spawn": _diff(net, b, args.spawns)}
