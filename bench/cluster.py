@@ -6,8 +6,9 @@
 The cluster is the tests' (tests/cluster/harness.py): three Ray nodes in
 network namespaces made for it, each with its own lxcpath, torn down at the
 end.  The driver runs on node n0.  Measured, in interleaved rounds: spawn p50
-(remote on n1, remote on n0 through its agent, local lxactors in the
-driver); console MB/s (n1 -> driver, local); how long after an owner actor's
+(remote on n1 from its agent's pool, and booted there with ``pool=False``;
+remote on n0 through its agent; local lxactors in the driver, booted);
+console MB/s (n1 -> driver, local); how long after an owner actor's
 SIGKILL its temporary container is gone and its transient one stopped;
 how long after a worker node's raylet is SIGKILLed its container's owner
 gets ``ContainerExited(reason="lost")``; memory per node.  Results go to
@@ -38,13 +39,19 @@ def ready() -> int:
     return os.getpid()
 
 
+def close_pools() -> None:
+    from tests.cluster import scenarios
+
+    scenarios.close_pools()
+
+
 def spawn_rounds(nodes: dict[str, str], rounds: int) -> dict[str, list[float]]:
     import lxactors
     from lxactors import cluster
 
     local_path = tempfile.mkdtemp(prefix="lxactors-bench-local-", dir="/var/tmp")
     os.chmod(local_path, 0o711)
-    out: dict[str, list[float]] = {"remote n1": [], "remote n0": [], "local": []}
+    out: dict[str, list[float]] = {"remote n1": [], "remote n1 cold": [], "remote n0": [], "local": []}
     try:
         for warm in (True, False):
             for _ in range(3 if warm else rounds):
@@ -55,7 +62,7 @@ def spawn_rounds(nodes: dict[str, str], rounds: int) -> dict[str, list[float]]:
                         dt = time.perf_counter() - t0
                         lxactors.exit(ref, "kill")
                     else:
-                        ref = cluster.spawn(node=nodes[kind.split()[1]])
+                        ref = cluster.spawn(node=nodes[kind.split()[1]], pool="cold" not in kind)
                         dt = time.perf_counter() - t0
                         cluster.exit(ref, "kill")
                     if not warm:

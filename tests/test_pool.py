@@ -255,3 +255,20 @@ def test_a_factory_must_spawn_temporary_containers_for_its_owner(lxcpath: str) -
         lxactors.Pool(1, factory=transient, path=lxcpath)
     with pytest.raises(TypeError, match="callable"):
         lxactors.Pool(1, factory=42)  # type: ignore[arg-type]
+
+
+def test_hand_over_with_a_window_sets_the_flow_window_not_only_the_read_size(pool: Any) -> None:
+    window = 256 * 1024  # four times the pooled container's own (the default, 64 KiB)
+    p = pool(1)
+    wait_for(lambda: p.ready == 1, what="the pool to fill")
+    ref = p.spawn(window=window)
+    try:
+        con = lxactors.console(ref)
+        assert con.window == window
+        lxactors.send(ref, "head -c 1000000 /dev/zero | tr '\\0' x; echo; echo END-$((6*7))\n")
+        # Nothing taken: the console stops at the new window (a 64 KiB one would stop at 64-80 KiB).
+        wait_for(lambda: con.inflight >= window - 16 * 1024, timeout=20, what="the new window full")
+        assert con.inflight <= window + 64 * 1024
+        assert b"END-42" in read_console_until(ref, b"END-42", timeout=60)
+    finally:
+        lxactors.exit(ref, "kill")

@@ -47,7 +47,6 @@ class Console:
         self.ptx = ptx
         self.keepalive = keepalive
         self.owner = owner
-        self.window = window
         self.on_eof = on_eof
         os.set_blocking(ptx, False)
         self._lock = threading.Condition()
@@ -58,6 +57,19 @@ class Console:
         self.bytes_read = 0
 
     # called from any thread ----------------------------------------------------
+
+    @property
+    def window(self) -> int:
+        """The flow-control window, in bytes (a pool's hand-over changes it)."""
+        return self._window.size
+
+    @window.setter
+    def window(self, size: int) -> None:
+        # The window itself, not only the read size: a pooled container handed over with a
+        # larger window kept its boot's 64 KiB one, and a cluster agent's outbox, waiting for a
+        # 256 KiB batch, got 64 KiB per 8 ms linger (6 MB/s instead of 40).
+        self._window.size = size
+        hub().wake()
 
     @property
     def inflight(self) -> int:

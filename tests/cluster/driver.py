@@ -29,7 +29,9 @@ def _read(fd: int, n: int) -> bytes:
 
 def main() -> None:
     address, req, ans = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    ray.init(address=address, log_to_driver=False, namespace="lxactors-tests")
+    # This node's address (see harness.NODE_IP_ENV): the driver joins its own node's raylet.
+    ray.init(address=address, log_to_driver=False, namespace="lxactors-tests",
+             _node_ip_address=os.environ.get("LXACTORS_TEST_NODE_IP"))
     import importlib
 
     scenarios = importlib.import_module(sys.argv[4] if len(sys.argv) > 4 else "tests.cluster.scenarios")

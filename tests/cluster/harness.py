@@ -33,6 +33,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 SUBNET = "10.213.0"
 PORT = 6379
+#: The node's address, for a driver started there: without it, Ray found the head's raylet (its
+#: socket is in the session directory, which every namespace shares) and the driver advertised
+#: the head's address, where nothing answers for it: calls back to it (a stream's items) hung.
+NODE_IP_ENV = "LXACTORS_TEST_NODE_IP"
 
 #: GCS health checks: a dead node is marked after about period x threshold + timeout
 #: (about 1.1 s here; Ray's defaults take about 14 s).
@@ -120,7 +124,13 @@ class Node:
 
         if name in liblxc.list_defined_containers(self.lxcpath):
             self.lxc("stop", name, "-k", check=False)
-            self.lxc("destroy", name, "-f")
+            try:
+                self.lxc("destroy", name, "-f")
+            except RuntimeError:
+                # Deleted meanwhile by its own policy (a temporary whose owner just went, or
+                # an agent's pooled one): gone is what was wanted.
+                if name in liblxc.list_defined_containers(self.lxcpath):
+                    raise
 
     def raylet_pid(self) -> int | None:
         for pid, comm in self.pids().items():
@@ -162,6 +172,7 @@ class NetCluster:
         })
         if node is not None:
             env["LXACTORS_LXCPATH"] = node.lxcpath
+            env[NODE_IP_ENV] = node.ip
         return env
 
     # ------------------------------------------------------------------ network
@@ -242,6 +253,13 @@ class NetCluster:
             time.sleep(0.2)
 
     def stop(self, check: bool = True) -> None:
+        for d in self.drivers:
+            if d.proc.poll() is None:
+                try:  # the agents' pools stop refilling what the teardown destroys
+                    d.call("close_pools", timeout=60)
+                    break
+                except (RemoteError, TimeoutError):
+                    continue  # not the tests' driver module, or its node is gone
         for d in self.drivers:
             d.close()
         problems = []

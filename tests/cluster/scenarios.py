@@ -6,6 +6,7 @@ gets back names, node ids and messages.
 
 from __future__ import annotations
 
+import builtins
 import os
 import queue
 import time
@@ -42,10 +43,28 @@ def agent_info(node: str, timeout: float = 60.0) -> dict[str, Any]:
             time.sleep(0.1)
 
 
+def close_pools() -> None:
+    """Every agent's pool closed (before teardown: a pool refills what is destroyed)."""
+    ray.get([cluster.agent(n.id).close_pool.remote() for n in cluster.nodes()], timeout=60)
+
+
 def spawn(key: str, name: str = "", **options: Any) -> dict[str, str]:
     ref = cluster.spawn(name, **options)
     REFS[key] = ref
     return {"name": ref.name, "path": ref.path, "node": ref.node}
+
+
+def spawn_call_failing_at_once(node: str) -> tuple[str, float]:
+    """An agent call that fails before its generator runs (wrong arguments, as from an agent
+    of another version): what the spawn raised, and how long it took."""
+    from lxactors.cluster._ref import _first
+
+    t0 = time.monotonic()
+    try:
+        _first(None, cluster.agent(node).spawn.remote("too", "few"), 60.0)
+    except Exception as exc:
+        return f"{builtins.type(exc).__name__}: {exc}", time.monotonic() - t0
+    return "nothing raised", time.monotonic() - t0
 
 
 def send(key: str, data: bytes | str) -> None:

@@ -56,6 +56,9 @@ def test_placement_on_each_node_by_id_label_resource_and_any(ray_cluster: Cluste
         d.call("spawn", "p", node=c.ids["n1"], type="forever")
     with pytest.raises(RemoteError, match="TypeError: node must be"):
         d.call("spawn", "p", node=5)
+    # A call the agent cannot even start yields no first item: its failure is raised, at once.
+    raised, took = d.call("spawn_call_failing_at_once", c.ids["n1"])
+    assert raised.startswith("TypeError") and "argument" in raised and took < 10, (raised, took)
 
 
 def test_console_round_trip_across_nodes_in_order(ray_cluster: Cluster) -> None:
@@ -89,15 +92,48 @@ def test_type_and_container_calls_on_a_remote_node(ray_cluster: Cluster) -> None
         remove(c, "n1", name)
 
 
+def containers(c: Cluster, node: str) -> set[str]:
+    """The containers on *node* (not the cached base of unnamed clones, which stays)."""
+    return {n for n in liblxc.list_defined_containers(c.path(node)) if not n.startswith("lxactors-base-")}
+
+
+def pool_full(c: Cluster, node: str) -> set[str]:
+    """Wait until *node*'s agent pool is full; the containers on *node* then."""
+    wait_for(lambda: (lambda i: i["pooled"] == i["pool"])(c.driver.call("agent_info", c.ids[node])),
+             timeout=30, what=f"{node}'s pool refilled")
+    return containers(c, node)
+
+
+def test_pool_hands_over_a_booted_container_and_refills(ray_cluster: Cluster) -> None:
+    c, d = ray_cluster, ray_cluster.driver
+    assert d.call("agent_info", c.ids["n1"])["pool"] == 2
+    pooled = pool_full(c, "n1")
+    assert len(pooled) >= 2
+    got = d.call("spawn", "pl", node=c.ids["n1"], window=128 * 1024)  # window: still from the pool
+    assert got["name"] in pooled and state(c, "n1", got["name"]) == "RUNNING"
+    d.call("send", "pl", "echo pooled-$((6*7))\n")
+    assert b"pooled-42" in d.call("read_until", "pl", b"pooled-42")
+    assert d.call("type", "pl") == "temporary"
+    after = pool_full(c, "n1")  # refilled: a new one booted in its place
+    assert got["name"] in after and len(after - pooled) == 1
+    d.call("exit", "pl")
+    assert state(c, "n1", got["name"]) == "gone"
+    cold = d.call("spawn", "cold", node=c.ids["n1"], pool=False)
+    assert cold["name"] not in after and state(c, "n1", cold["name"]) == "RUNNING"
+    d.call("exit", "cold")
+    assert state(c, "n1", cold["name"]) == "gone"
+    with pytest.raises(RemoteError, match="TypeError: pool must be a bool"):
+        d.call("spawn", "p", node=c.ids["n1"], pool="yes")
+
+
 def test_imc_runs_on_a_chosen_node(ray_cluster: Cluster) -> None:
     c, d = ray_cluster, ray_cluster.driver
-    before = set(liblxc.list_defined_containers(c.path("n2")))
+    before = pool_full(c, "n2")  # not a pooled container booting meanwhile
     status, out, err = d.call("imc_run", ["sh", "-c", "echo out-$((6*7)); echo err >&2; exit 3"],
                               node=c.ids["n2"])
     assert (status, out, err) == (3, b"out-42\n", b"err\n")
     # Nothing left behind (imc.run returns as the container ends: see imc.Exited).
-    wait_for(lambda: set(liblxc.list_defined_containers(c.path("n2"))) == before,
-             what="the imc container gone")
+    wait_for(lambda: containers(c, "n2") == before, what="the imc container gone")
     status, out, _ = d.call("imc_run", ["id", "-u"])
     assert status == 0 and int(out) > 0
 
@@ -126,7 +162,9 @@ def _assert_policies(c: Cluster, made: dict[str, tuple[str, str]], since: float,
 def test_policies_after_driver_sigkill_then_adoption_from_another_driver(ray_cluster: Cluster) -> None:
     c = ray_cluster
     victim = c.net.driver(1)  # a driver on n1
-    made = _spawn_three(lambda k, n, **o: victim.call("spawn", k, n, **o)["name"], c, ("n2", "n0", "n1"))
+    # The temporary one booted for it (the other tests' come from the agents' pools).
+    made = _spawn_three(lambda k, n, **o: victim.call("spawn", k, n, pool=False, **o)["name"], c,
+                        ("n2", "n0", "n1"))
     try:
         victim.kill()
         took = _assert_policies(c, made, time.monotonic())
@@ -182,12 +220,17 @@ def test_agent_sigkill_applies_policies_and_owner_sees_lost(ray_cluster: Cluster
         opts = {"type": "permanent"} if t == "permanent" else {}
         made[t] = ("n2", d.call("spawn", f"ag-{t}", name, node=c.ids["n2"], **opts)["name"])
     try:
+        pooled = pool_full(c, "n2") - {name for _, name in made.values()}
+        assert pooled
         agent_pid = d.call("agent_info", c.ids["n2"])["pid"]
         os.kill(agent_pid, signal.SIGKILL)
         for t in keys:
             exited, _ = d.call("next_exit", f"ag-{t}")
             assert exited.reason == "lost", exited
         _assert_policies(c, made, time.monotonic())
+        # The killed agent's pooled containers were temporary and its own: destroyed.
+        wait_for(lambda: not pooled & containers(c, "n2"),
+                 timeout=10, what="the killed agent's pooled containers destroyed")
         # Ray restarts the agent on its node; the permanent container is adoptable through it.
         info = d.call("agent_info", c.ids["n2"])
         assert info["pid"] != agent_pid and info["containers"] == 0

@@ -7,6 +7,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -28,6 +29,8 @@ log = logging.getLogger("lxactors")
 #: Seconds to wait for an agent's answer beyond the operation's own timeout.
 CALL_TIMEOUT = 120.0
 _TYPES = ("temporary", "transient", "permanent")
+#: How often a spawn waiting for its answer checks that the agent's call has not failed.
+FIRST_POLL = 0.1
 #: How often pykka owners are checked for having stopped.
 OWNER_POLL = 0.05
 
@@ -35,8 +38,13 @@ OWNER_POLL = 0.05
 def remote_call(name: str | None, operation: str, method: Any, *args: Any,
                 timeout: float = CALL_TIMEOUT) -> Any:
     """Call an agent method; its exception is raised as itself, a lost agent as LxcError."""
+    return _result(name, operation, method.remote(*args), timeout)
+
+
+def _result(name: str | None, operation: str, ref: Any, timeout: float) -> Any:
+    """``ray.get(ref)``; the agent's exception raised as itself, a lost agent as LxcError."""
     try:
-        return ray.get(method.remote(*args), timeout=timeout)
+        return ray.get(ref, timeout=timeout)
     except RayTaskError as exc:
         cause = exc.cause
         if isinstance(cause, BaseException):
@@ -46,6 +54,29 @@ def remote_call(name: str | None, operation: str, method: Any, *args: Any,
         raise LxcError(name, operation, f"no answer from the node within {timeout:g} s") from exc
     except RayError as exc:
         raise LxcError(name, operation, f"the node or its agent is gone: {type_name(exc)}") from exc
+
+
+def _first(name: str | None, stream: Any, timeout: float) -> Any:
+    """The first item of an agent's *stream* (its exception raised as :func:`remote_call` does).
+
+    A call that fails before its generator runs (an agent of another
+    lxactors version, say) yields no item at all, only a failed
+    ``completed()``: both are waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            # The generator's own wait, bounded (next() has none): a nil ref when none came.
+            item = stream._next_sync(FIRST_POLL)
+        except StopIteration:
+            raise LxcError(name, "spawn", "the node's agent ended the call without an answer") from None
+        if not item.is_nil():
+            return _result(name, "spawn", item, timeout)
+        if ray.wait([stream.completed()], timeout=0)[0]:
+            _result(name, "spawn", stream.completed(), timeout)  # raises the call's failure
+            raise LxcError(name, "spawn", "the node's agent ended the call without an answer")
+        if time.monotonic() > deadline:
+            raise LxcError(name, "spawn", f"no answer from the node within {timeout:g} s")
 
 
 def type_name(exc: BaseException) -> str:
@@ -62,7 +93,7 @@ class RemoteRef:
     """
 
     def __init__(self, cid: str, name: str, path: str, node: str, agent: Any,
-                 owner: pykka.ActorRef[Any] | None) -> None:
+                 owner: pykka.ActorRef[Any] | None, stream: Any) -> None:
         self.cid = cid
         self.name = name
         self.path = path
@@ -72,7 +103,7 @@ class RemoteRef:
         self._q: queue.Queue[list[Message] | None] = queue.Queue(maxsize=2)
         self._batch: deque[Message] = deque()
         self._ended = threading.Event()
-        self._stream = agent.messages.remote(cid)
+        self._stream = stream  # the spawn's call: its first item (the id) is already read
         self._pump = threading.Thread(target=self._run, name=f"lxactors-cluster-{name}", daemon=True)
         self._pump.start()
 
@@ -219,7 +250,8 @@ def _calling_actor() -> pykka.ActorRef[Any] | None:
 # ---------------------------------------------------------------------- the API
 
 def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] | None = None,
-          resource: str | None = None, owner: object = None, **options: Any) -> RemoteRef:
+          resource: str | None = None, owner: object = None, pool: bool = True,
+          **options: Any) -> RemoteRef:
     """:func:`lxactors.spawn` on a node of the cluster; same names, options and policies.
 
     The node is *node* (a node id), else one carrying every *label* and the
@@ -227,9 +259,16 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
     calling pykka actor or *owner* (a pykka ``ActorRef``), else this process
     (a driver or a Ray actor), its messages read through the reference.
     The policies hold when the owner exits, fails, or is SIGKILLed.
+
+    An unnamed spawn with no option but ``window`` is served, if *pool*,
+    by the node's pool (its agent keeps a few booted: a running container
+    is handed over, and its console starts at the hand-over, with a fresh
+    prompt); ``pool=False`` boots one, its console from the boot on.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {builtins.type(name).__name__}")
+    if not isinstance(pool, bool):
+        raise TypeError(f"pool must be a bool, not {builtins.type(pool).__name__}")
     if owner is not None and not isinstance(owner, pykka.ActorRef):
         raise TypeError(f"owner must be a pykka.ActorRef or None, not {builtins.type(owner).__name__}")
     who = owner if owner is not None else _calling_actor()
@@ -237,12 +276,12 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
     handle = agent(node_id)
     lease_id, lease_handle = lease(node_id)
     try:
-        cid, real_name, path = remote_call(name or None, "spawn", handle.spawn, lease_id,
-                                           lease_handle, name, options)
+        stream = handle.spawn.remote(lease_id, lease_handle, name, options, pool)
+        cid, real_name, path = _first(name or None, stream, CALL_TIMEOUT)
     except LxcError:
         forget(node_id)  # a lost node's lease is not reused
         raise
-    ref = RemoteRef(cid, real_name, path, node_id, handle, who)
+    ref = RemoteRef(cid, real_name, path, node_id, handle, who, stream)
     if who is not None:
         _watch(ref)
     return ref
