@@ -14,12 +14,14 @@ import atexit
 import os
 import re
 import shutil
+import stat
 import tempfile
 from itertools import count
 
 from lxactors._singleton import PerProcess
 
-__all__ = ["HandleLog", "is_noise", "log_dir", "report_lines", "strip_from_config"]
+__all__ = ["HandleLog", "is_noise", "log_dir", "report_lines", "strip_from_config",
+           "sweep_stale_log_dirs"]
 
 _seq = count()
 #: Upper bound on what is read back for one error: the last lines matter.
@@ -46,7 +48,37 @@ def is_noise(line: str) -> bool:
     return any(n in line for n in _NOISE)
 
 
+#: What :func:`tempfile.mkdtemp` makes for :func:`_make_log_dir`: the pid, then 8 random characters.
+_LOG_DIR_NAME = re.compile(r"lxactors-(\d+)-[a-z0-9_]{8}")
+
+
+def sweep_stale_log_dirs(tmp: str) -> list[str]:
+    """Remove from *tmp* the log directories of this user's lxactors processes
+    that are gone without their exit handler (SIGKILLed, an ``os._exit``);
+    return them.  A live pid's directory is left alone: a process that reuses a
+    dead one's pid makes its own, with another name."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        m = _LOG_DIR_NAME.fullmatch(name)
+        if m is None or os.path.exists(f"/proc/{m.group(1)}"):
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def _make_log_dir() -> str:
+    sweep_stale_log_dirs(tempfile.gettempdir())
     path = tempfile.mkdtemp(prefix=f"lxactors-{os.getpid()}-")
     atexit.register(shutil.rmtree, path, True)
     return path

@@ -137,3 +137,32 @@ def test_a_handle_log_reads_only_what_is_new() -> None:
         log.remove()
     assert not os.path.exists(log.path)
     log.remove()  # gone already is fine
+
+
+# --------------------------------------------------------------------------- stale log dirs
+
+
+def test_a_killed_process_log_dir_is_swept_and_nothing_else(tmp_path: Path) -> None:
+    """A process killed before its exit handler ran leaves its log directory: the
+    next lxactors process removes it; a live pid's, a file, and other names stay."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    gone = tmp_path / f"lxactors-{dead.stdout.strip()}-abcd_123"
+    gone.mkdir()
+    (gone / "1-c1.log").write_text("x")
+    alive = tmp_path / f"lxactors-{os.getpid()}-abcd_123"
+    alive.mkdir()
+    other = [tmp_path / "lxactors-markers-1000", tmp_path / f"lxactors-{dead.stdout.strip()}-x"]
+    for d in other:
+        d.mkdir()
+    a_file = tmp_path / f"lxactors-{dead.stdout.strip()}-zzzzzzzz"
+    a_file.write_text("not a directory")
+    from lxactors._errlog import sweep_stale_log_dirs
+
+    assert sweep_stale_log_dirs(str(tmp_path)) == [str(gone)]
+    assert not gone.exists() and alive.is_dir() and all(d.is_dir() for d in other)
+    assert a_file.is_file()
+    assert sweep_stale_log_dirs(str(tmp_path / "missing")) == []
