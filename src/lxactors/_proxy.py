@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import select
 import socket
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,8 +31,17 @@ from lxactors._errors import (
     LxcTimeoutError,
 )
 from lxactors._helper import protocol, wire
-from lxactors._helper.calls import Call, Chroot, CloseHandle, ListContainers, Open
-from lxactors._helperclient import DEFAULT_TIMEOUT, Helper, Reply, helper
+from lxactors._helper.calls import (
+    INLINE,
+    INLINE_MAX,
+    QUICK,
+    Call,
+    Chroot,
+    CloseHandle,
+    ListContainers,
+    Open,
+)
+from lxactors._helperclient import DEFAULT_TIMEOUT, GateHelper, Helper, Reply, helper
 
 __all__ = ["ProxyContainer", "list_containers"]
 
@@ -140,6 +150,52 @@ def send(gate: Helper, req: protocol.Request, fds: Sequence[int] = (),
     raise AssertionError("unreachable")
 
 
+def ask_inline(gate: GateHelper, req: Call, container: str | None,
+               timeout: float | None) -> tuple[bool, Any]:
+    """One :data:`~lxactors._helper.calls.INLINE` call answered on the gate's socket:
+    ``(True, its value)``, or ``(False, None)``: ask it with a reply channel.
+
+    One at a time per gate, so the answer on the socket is this call's.  A call
+    not answered in time, or interrupted, leaves its answer to come on the
+    socket: inline calls then stop on that socket (the gate may have one
+    stuck), and the pipe path serves.
+    """
+    if gate._pid and gate._pid != os.getpid():
+        return False, None  # a forked child: its lock may be held forever (the parent's threads)
+    with gate.inline_lock:
+        sock = gate._ensure()
+        if gate.inline_off is sock:
+            return False, None
+        done = False
+        try:
+            try:
+                sock.send(protocol.encode_request(req))
+            except OSError:
+                return False, None  # the pipe path reports (and reconnects) as it does
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            if not poller.poll(None if timeout is None else int(timeout * 1000) + 1):
+                raise LxcTimeoutError(container, req.member, f"no answer within {timeout:g} s")
+            data = sock.recv(INLINE_MAX + 64)
+            done = True
+        finally:
+            if not done:
+                gate.inline_off = sock
+    if not data:
+        raise HelperError(container, req.member, "the gate ended without answering")
+    decoder = ProxyReply(-1, container, req.member)
+    decoder._frames.feed(data)
+    try:
+        frame = decoder._frames.pop()
+    except wire.WireError as exc:
+        raise HelperError(container, req.member, f"bad reply: {exc}") from None
+    if frame is None:
+        raise HelperError(container, req.member, "a partial reply on the gate's socket")
+    if frame == ("ok", ("again",)):
+        return False, None
+    return True, decoder._decode(frame)
+
+
 def _close_remote(gate: Helper, pid: int, hid: int) -> None:
     if os.getpid() != pid or gate._sock is None:
         return
@@ -188,6 +244,10 @@ class ProxyContainer(Container):
             raise ContainerClosedError(self._name, member, "the handle is closed")
         req = Call(handle=self._hid, member=member, args=[_plain(a, member) for a in args],
                    kwargs={k: _plain(x, member) for k, x in kwargs.items()}, fd_args=fd_args or {})
+        if member in INLINE and not fds and isinstance(self._gate, GateHelper):
+            answered, value = ask_inline(self._gate, req, self._name, timeout)
+            if answered:
+                return value, []
         with send(self._gate, req, fds, self._name) as reply:
             return reply.frame(timeout), reply.take_fds()
 
@@ -372,8 +432,6 @@ class ProxyContainer(Container):
 
 
 def _gate(given: Helper | None) -> Helper:
-    from lxactors._helperclient import GateHelper
-
     if isinstance(given, GateHelper) or (given is not None and getattr(given, "is_gate", False)):
         return given
     return helper()
@@ -397,12 +455,8 @@ def _forward(member: str) -> Any:
     return method
 
 
-_QUICK = {"is_defined", "defined", "is_running", "running", "state", "init_pid", "may_control",
-          "config_file_name", "get_config_path", "set_config_path", "get_config_item",
-          "set_config_item", "clear_config_item", "clear_config", "get_running_config_item",
-          "get_keys", "get_cgroup_item", "set_cgroup_item", "want_daemonize",
-          "want_close_all_fds", "log_size", "log_lines_since", "get_interfaces", "console_log",
-          "freeze", "unfreeze"}
+#: The quick members forwarded as they are (the others carry fds: methods of their own above).
+_QUICK = QUICK - {"console_getfd", "init_pidfd", "load_config", "save_config"}
 #: Members that are one Call each, as they are.
 FORWARDED = sorted(_QUICK | {
     "start", "stop", "shutdown", "reboot", "reboot2", "wait", "create", "destroy",

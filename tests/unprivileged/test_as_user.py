@@ -182,3 +182,50 @@ def test_non_forking_round_trip_p50() -> None:
     p50 = samples[len(samples) // 2] * 1e6
     print(f"privsep round trip p50 {p50:.1f} us")
     assert p50 < 1000
+
+
+def test_inline_calls_answer_as_the_pipe_path_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot quick calls are answered on the gate's socket (no reply pipe): the same
+    answers, errors included, as with a pipe; an answer too large for the socket is
+    asked again with one; a request without a reply channel that is not an inline call
+    is answered with an error there, and the session goes on."""
+    from lxactors import _proxy
+    from lxactors._helper import protocol
+    from lxactors._helper.calls import INLINE, INLINE_MAX, Call
+
+    asked: list[str] = []
+    real = _proxy.ask_inline
+
+    def counted(gate: GateHelper, req: Call, container: str | None, timeout: float | None) -> object:
+        answered, value = real(gate, req, container, timeout)
+        asked.append(f"{req.member}:{'inline' if answered else 'again'}")
+        return answered, value
+
+    monkeypatch.setattr(_proxy, "ask_inline", counted)
+    big = "A=" + "x" * (INLINE_MAX + 1000)
+    answers = {}
+    for arm in ("inline", "pipe"):
+        if arm == "pipe":
+            monkeypatch.setattr(_proxy, "INLINE", frozenset())
+        with liblxc.Container("never-made") as c:
+            c.set_config_item("lxc.uts.name", "inl")
+            c.set_config_item("lxc.environment", big)
+            with pytest.raises(KeyError) as key_error:
+                c.get_config_item("lxc.no.such.key")
+            answers[arm] = (c.get_config_item("lxc.uts.name"), c.get_config_item("lxc.environment"),
+                            c.is_defined(), c.state(), str(key_error.value))
+    assert answers["inline"] == answers["pipe"] and answers["inline"][1] == big
+    assert "get_config_item:inline" in asked and "get_config_item:again" in asked  # the big one
+    assert {a.split(":")[0] for a in asked} <= INLINE
+    # No reply channel for a member that is not inline: an error on the socket, nothing run.
+    gate = helper()
+    assert isinstance(gate, GateHelper)
+    with liblxc.Container("never-made") as c, gate.inline_lock:
+        sock = gate._ensure()
+        sock.send(protocol.encode_request(Call(handle=c._hid, member="start", args=[],  # type: ignore[attr-defined]
+                                               kwargs={}, fd_args={})))
+        reply = _proxy.ProxyReply(-1, c.name, "start")
+        reply._frames.feed(sock.recv(INLINE_MAX))
+        assert reply._frames.pop() == ("err", "helper", "start needs a reply channel", [])
+    with liblxc.Container("never-made") as c:
+        assert c.get_config_item("lxc.net.0.type") == "empty" and not c.is_defined()

@@ -14,10 +14,34 @@ from dataclasses import dataclass
 
 from lxactors._helper.protocol import Request, _op
 
-__all__ = ["Call", "Chroot", "CloseHandle", "ListContainers", "Open", "HELLO"]
+__all__ = ["Call", "Chroot", "CloseHandle", "ListContainers", "Open", "HELLO", "INLINE",
+           "INLINE_MAX", "QUICK"]
 
 #: The gate's first message on its socket, once it has authorized its caller.
 HELLO = b"lxactors-gate 1"
+
+#: Members the gate answers in its loop: none waits on a container or forks.
+QUICK = frozenset({
+    "is_defined", "defined", "is_running", "running", "state", "init_pid", "may_control",
+    "config_file_name", "get_config_path", "set_config_path", "get_config_item",
+    "set_config_item", "clear_config_item", "clear_config", "get_running_config_item",
+    "get_keys", "get_cgroup_item", "set_cgroup_item", "want_daemonize", "want_close_all_fds",
+    "log_size", "log_lines_since", "get_interfaces", "console_getfd", "console_log",
+    "init_pidfd", "load_config", "save_config", "freeze", "unfreeze",
+})
+#: The hot quick members a client asks with no reply channel: the request alone on
+#: the gate's socket, answered there (one at a time per client), which saves a pipe
+#: and its passing per call.  None answers with fds; those whose answer can exceed
+#: :data:`INLINE_MAX` (a long config value, a key list) only read, so that the gate
+#: may answer ``("again",)`` and the client asks once more with a pipe.
+INLINE = frozenset({
+    "is_defined", "defined", "is_running", "running", "state", "init_pid", "may_control",
+    "config_file_name", "get_config_path", "get_config_item", "get_running_config_item",
+    "get_keys", "get_cgroup_item", "set_config_item", "clear_config_item", "set_cgroup_item",
+    "want_daemonize", "want_close_all_fds", "log_size",
+}) & QUICK
+#: Largest answer sent on the gate's socket (a SOCK_SEQPACKET message).
+INLINE_MAX = 64 * 1024
 
 
 @_op("open")

@@ -10,7 +10,9 @@ whose forking calls go to the gate's own root helper) and runs each
 (``members``: the rules; here: the session, its handles, the caller's
 lxcpaths and ownership, the dispatch).
 Quick members run in the loop; those that block (start, attach, wait...)
-run in a thread each, so one slow call never holds up the others.
+run in a thread each, so one slow call never holds up the others.  A
+request comes with a reply channel (a pipe, first of its fds), except the
+hot quick calls (``calls.INLINE``), answered on the socket itself.
 
 End of file means the client is gone, however it died: the gate closes its
 own helper, which applies the registered containers' policies as it does
@@ -50,7 +52,16 @@ from lxactors._helper.access import (
     check_lxcpath,
     id_ranges,
 )
-from lxactors._helper.calls import HELLO, Call, Chroot, CloseHandle, ListContainers, Open
+from lxactors._helper.calls import (
+    HELLO,
+    INLINE,
+    INLINE_MAX,
+    Call,
+    Chroot,
+    CloseHandle,
+    ListContainers,
+    Open,
+)
 from lxactors._helperclient import helper
 
 __all__ = ["Gate", "main"]
@@ -70,6 +81,10 @@ def _raise_frame(exc: BaseException, container: str | None, operation: str) -> t
     if kind == "helper":
         message = f"{type(exc).__name__}: {exc}"
     return wire.ok(("raise", kind, container, operation, message, []))
+
+
+def _no_early_answer(value: object) -> None:
+    raise AssertionError("an inline member answered early")  # INLINE members do not
 
 
 def _send(reply: int, frame: tuple[Any, ...], fds: list[int] | None = None) -> None:
@@ -174,7 +189,8 @@ class Gate:
                 self.finish()
                 return
             if not fds:
-                continue  # no reply channel: nothing to answer on
+                self.answer_inline(msg)
+                continue
             self.handle(msg, fds)
 
     def finish(self) -> None:
@@ -218,14 +234,45 @@ class Gate:
             return
         self._run(req, reply, extra)
 
+    def answer_inline(self, msg: bytes) -> None:
+        """A request with no reply channel: one of the :data:`~lxactors._helper.calls.INLINE`
+        calls, answered on the socket itself (the client waits for each answer)."""
+        try:
+            req = protocol.decode_request(msg)
+        except wire.WireError as exc:
+            frame = wire.error("helper", f"bad request: {exc}", [])
+        else:
+            if isinstance(req, Call) and req.member in INLINE and not req.fd_args:
+                frame, out = self._answer(req, [], _no_early_answer)
+                _close(out)
+            else:
+                frame = wire.error("helper", f"{getattr(req, 'member', req.op)} needs a "
+                                   "reply channel", [])
+        data = wire.encode_frame(frame)
+        if len(data) > INLINE_MAX:  # only reads answer this much: asked again, with a pipe
+            data = wire.encode_frame(wire.ok(("again",)))
+        try:
+            self.sock.send(data)
+        except OSError:
+            pass  # the client is gone: end of file comes next
+
     def _run(self, req: protocol.Request, reply: int, fds: list[int]) -> None:
+        try:
+            frame, out = self._answer(req, fds, lambda v: _send(reply, wire.ok(("return", v))))
+            _send(reply, frame, out)
+            _close(out)
+        finally:
+            _close([reply, *fds])
+
+    def _answer(self, req: protocol.Request, fds: list[int],
+                early: Callable[[Any], None]) -> tuple[tuple[Any, ...], list[int]]:
+        """Run *req*: its answer frame and the fds to send with it."""
         container = getattr(req, "name", None)
         try:
             if isinstance(req, Call):
                 entry = self._entry(req.handle)
                 container = entry.container.name
-                value, out = members.call(
-                    self, entry, req, fds, lambda v: _send(reply, wire.ok(("return", v))))
+                value, out = members.call(self, entry, req, fds, early)
             elif isinstance(req, Open):
                 value, out = self.open(req), []
             elif isinstance(req, CloseHandle):
@@ -246,14 +293,11 @@ class Gate:
                 value, out = None, []
             else:
                 raise Refused("operation", f"helper operation {req.op!r} is for root callers")
-            _send(reply, wire.ok(("return", value)), out)
-            _close(out)
+            return wire.ok(("return", value)), out
         except BaseException as exc:  # every failure is an answer, never a hang
             if not isinstance(exc, (Refused, LxcError, TypeError, ValueError, KeyError)):
                 traceback.print_exc(file=sys.stderr)
-            _send(reply, _raise_frame(exc, container, getattr(req, "member", req.op)))
-        finally:
-            _close([reply, *fds])
+            return _raise_frame(exc, container, getattr(req, "member", req.op)), []
 
     def _entry(self, handle: int) -> Entry:
         with self._lock:

@@ -29,7 +29,7 @@ from lxactors import liblxc
 from lxactors._chroot import MAX_CONTENT, apply_chroot, lower_dir, parse_chroot, rootfs_dir
 from lxactors._errlog import log_dir
 from lxactors._helper.access import Refused, check_config, check_item
-from lxactors._helper.calls import Call
+from lxactors._helper.calls import QUICK, Call
 from lxactors._userns import idmap_of
 
 if TYPE_CHECKING:
@@ -37,15 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ALLOWED", "QUICK", "REFUSED", "RULES", "call", "chroot"]
 
-#: Members answered in the loop: none waits on a container or forks.
-QUICK = frozenset({
-    "is_defined", "defined", "is_running", "running", "state", "init_pid", "may_control",
-    "config_file_name", "get_config_path", "set_config_path", "get_config_item",
-    "set_config_item", "clear_config_item", "clear_config", "get_running_config_item",
-    "get_keys", "get_cgroup_item", "set_cgroup_item", "want_daemonize", "want_close_all_fds",
-    "log_size", "log_lines_since", "get_interfaces", "console_getfd", "console_log",
-    "init_pidfd", "load_config", "save_config", "freeze", "unfreeze",
-})
 #: Members refused to unprivileged callers, and why (the rule's name and text).
 REFUSED = {
     "add_device_node": ("devices", "host device nodes"),
