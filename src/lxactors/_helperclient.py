@@ -18,8 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 from lxactors._errlog import log_dir
 from lxactors._errors import AccessRefused, HelperError, LxcError, LxcTimeoutError
@@ -93,8 +93,15 @@ class Reply:
         self.close()
 
 
+#: Makes a reply channel other than a pipe: (our end, the fd sent to the helper).
+Channel: TypeAlias = Callable[[], "tuple[int | socket.socket, int]"]
+
+
 class Helper:
     """A running helper process and the socket to it."""
+
+    #: What the errors call it.
+    what = "helper"
 
     def __init__(self, wrapper: Sequence[str] = (), *, process_wide: bool = False) -> None:
         self.wrapper = list(wrapper)
@@ -227,26 +234,35 @@ class Helper:
         container: str | None = None,
     ) -> Reply:
         """Send one request; return its reply channel."""
-        op = req.op
+        r = self.send(req, fds, container)
+        assert isinstance(r, int)
+        return Reply(r, container, req.op)
+
+    def send(self, req: protocol.Request, fds: Sequence[int] = (), container: str | None = None,
+             channel: Channel | None = None) -> int | socket.socket:
+        """Send *req* and *fds* after the far end of a fresh reply channel (a pipe,
+        or what *channel* makes: ``(ours, theirs' fd)``); a helper gone meanwhile is
+        restarted once.  Returns our end of the channel."""
         payload = protocol.encode_request(req)
         for attempt in (1, 2):
             sock = self._ensure()
-            r, w = os.pipe2(os.O_CLOEXEC)
+            mine, theirs = channel() if channel is not None else os.pipe2(os.O_CLOEXEC)
             try:
-                socket.send_fds(sock, [payload], [w, *fds])
+                socket.send_fds(sock, [payload], [theirs, *fds])
             except OSError as exc:
-                os.close(r)
+                mine.close() if isinstance(mine, socket.socket) else os.close(mine)
                 if exc.errno == errno.EMSGSIZE:  # the request, not the helper, is at fault
-                    raise HelperError(container, op, f"request too large ({len(payload)} bytes "
-                                      f"> the socket's {MAX_MESSAGE} byte limit)") from exc
+                    raise HelperError(container, req.op, f"request too large ({len(payload)} "
+                                      f"bytes > the socket's {MAX_MESSAGE} byte limit)") from exc
                 if attempt == 2:
-                    raise HelperError(container, op, f"cannot reach the helper: {exc}") from exc
+                    raise HelperError(container, req.op,
+                                      f"cannot reach the {self.what}: {exc}") from exc
                 with self._lock:
                     self._close_locked()
                 continue
             finally:
-                os.close(w)
-            return Reply(r, container, op)
+                os.close(theirs)
+            return mine
         raise AssertionError("unreachable")
 
     def tell(self, req: protocol.Register | protocol.Unregister) -> None:
@@ -343,6 +359,8 @@ _wrapper: tuple[str, ...] = ()
 class GateHelper(Helper):
     """This process's helper in unprivileged mode: the gate (root, through sudo,
     see :mod:`lxactors._launcher`), which authorizes every request."""
+
+    what = "gate"
 
     def __init__(self) -> None:
         super().__init__((), process_wide=False)

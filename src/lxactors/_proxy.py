@@ -11,7 +11,6 @@ user's rights) go.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import select
@@ -124,30 +123,17 @@ _FDS_BACK = frozenset({"console_getfd", "init_pidfd"})
 def send(gate: Helper, req: protocol.Request, fds: Sequence[int] = (),
          container: str | None = None) -> ProxyReply:
     """One request to the gate, with a pipe to answer on (a socket if fds come back)."""
-    payload = protocol.encode_request(req)
     member = getattr(req, "member", req.op)
-    for attempt in (1, 2):
-        sock = gate._ensure()
-        if member in _FDS_BACK:
-            s_mine, s_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            mine: socket.socket | int = s_mine
-            theirs = os.dup(s_theirs.fileno())
-            s_theirs.close()
-        else:
-            mine, theirs = os.pipe2(os.O_CLOEXEC)
-        try:
-            socket.send_fds(sock, [payload], [theirs, *fds])
-        except OSError as exc:
-            mine.close() if isinstance(mine, socket.socket) else os.close(mine)
-            if exc.errno == errno.EMSGSIZE or attempt == 2:
-                raise HelperError(container, req.op, f"cannot reach the gate: {exc}") from exc
-            with gate._lock:
-                gate._close_locked()
-            continue
-        finally:
-            os.close(theirs)
-        return ProxyReply(mine, container, member)
-    raise AssertionError("unreachable")
+    mine = gate.send(req, fds, container, _socket_channel if member in _FDS_BACK else None)
+    return ProxyReply(mine, container, member)
+
+
+def _socket_channel() -> tuple[socket.socket, int]:
+    """A reply channel fds can come back on: (our socket, the fd for the gate)."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fd = os.dup(theirs.fileno())
+    theirs.close()
+    return mine, fd
 
 
 def ask_inline(gate: GateHelper, req: Call, container: str | None,
