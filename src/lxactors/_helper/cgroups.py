@@ -57,25 +57,11 @@ def remove_monitor_cgroups(name: str) -> None:
     holds a live monitor, which will remove it itself.  (Same-named
     containers of another lxcpath get ``lxc.monitor.<name>-N``: not touched.)
     """
-    mounts = host.HOST.cgroup_mounts
-    tried = set()
-    # liblxc makes them beside the cgroups of init (without systemd's
-    # init.scope), or ours where init's are not visible: try both.
-    for cgroups in (own_cgroups(), own_cgroups("/proc/1/cgroup")):
-        for ctrls, path in cgroups.items():
-            mount = mounts.get(ctrls)
-            if path.endswith("/init.scope"):
-                path = path[: -len("/init.scope")]
-            if mount is None:
-                continue
-            d = os.path.join(mount, path.lstrip("/"), f"lxc.monitor.{name}")
-            if d in tried:
-                continue
-            tried.add(d)
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass  # not there, or busy: a live monitor's
+    for d in _container_cgroup_dirs(name, ("lxc.monitor.",)):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass  # busy: a live monitor's
 
 
 def remove_stale_cgroups(name: str) -> int:
