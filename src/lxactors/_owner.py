@@ -21,7 +21,8 @@ from pykka import ThreadingFuture
 
 from lxactors._messages import Message
 
-__all__ = ["Owner", "ActorOwner", "Mailbox", "ThreadOwner", "current_owner", "as_owner"]
+__all__ = ["Owner", "ActorOwner", "Mailbox", "ThreadOwner", "calling_actor", "current_owner",
+           "as_owner"]
 
 log = logging.getLogger("lxactors")
 
@@ -176,7 +177,7 @@ class ThreadOwner(Mailbox):
         return f"thread {self.thread.name}"
 
 
-def _calling_actor() -> pykka.ActorRef[Any] | None:
+def calling_actor() -> pykka.ActorRef[Any] | None:
     """The pykka actor whose thread is running this code, if any.
 
     pykka does not say which actor is current; its actor loop is on this
@@ -194,7 +195,7 @@ def _calling_actor() -> pykka.ActorRef[Any] | None:
 
 def current_owner() -> Owner:
     """The calling pykka actor, else a new mailbox tied to the calling thread."""
-    ref = _calling_actor()
+    ref = calling_actor()
     if ref is not None:
         return ActorOwner(ref)
     return ThreadOwner(threading.current_thread())

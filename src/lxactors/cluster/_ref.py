@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import logging
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from lxactors import ConsoleOutput, ContainerExited, GaveUp, LxcError, Message, liblxc
+from lxactors._owner import calling_actor
 from lxactors.cluster._agent import agent
 from lxactors.cluster._lease import forget, lease
 from lxactors.cluster._place import choose
@@ -235,18 +235,6 @@ def _watch(ref: RemoteRef) -> None:
             _watcher.start()
 
 
-def _calling_actor() -> pykka.ActorRef[Any] | None:
-    """The pykka actor running this code, if any (pykka's loop is on this thread's stack)."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_name in ("_actor_loop_running", "_actor_loop", "_handle_receive"):
-            actor = frame.f_locals.get("self")
-            if isinstance(actor, pykka.Actor):
-                return actor.actor_ref
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
 # ---------------------------------------------------------------------- the API
 
 def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] | None = None,
@@ -271,7 +259,7 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
         raise TypeError(f"pool must be a bool, not {builtins.type(pool).__name__}")
     if owner is not None and not isinstance(owner, pykka.ActorRef):
         raise TypeError(f"owner must be a pykka.ActorRef or None, not {builtins.type(owner).__name__}")
-    who = owner if owner is not None else _calling_actor()
+    who = owner if owner is not None else calling_actor()
     node_id = choose(name, node, label, resource)
     handle = agent(node_id)
     lease_id, lease_handle = lease(node_id)
