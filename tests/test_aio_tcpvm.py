@@ -17,9 +17,9 @@ import pytest
 
 from lxactors import liblxc
 from lxactors.tcpvm import TcpVm
+from tests.test_tcpvm import hostname_of, ours, read_to_eof, read_until
 from tests.util import wait_for
 
-HOST = re.compile(rb"host=([A-Za-z0-9-]+)=")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tcpvm" / "aio_tcpvm.py"
 
 
@@ -100,50 +100,6 @@ def server(request: pytest.FixtureRequest, lxcpath: str) -> Iterator[Callable[..
 
 def connect(srv: Server) -> socket.socket:
     return socket.create_connection(srv.address, timeout=20)
-
-
-def read_until(sock: socket.socket, pattern: bytes | re.Pattern[bytes],
-               timeout: float = 20.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while not (pattern.search(buf) if isinstance(pattern, re.Pattern) else pattern in buf):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{pattern!r} not seen; got {buf[-300:]!r}")
-        sock.settimeout(remaining)
-        data = sock.recv(65536)
-        if not data:
-            raise AssertionError(f"connection closed before {pattern!r}; got {buf[-300:]!r}")
-        buf += data
-    return buf
-
-
-def read_to_eof(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no end of file; got {buf[-300:]!r}")
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            return buf
-        if not data:
-            return buf
-        buf += data
-
-
-def hostname_of(sock: socket.socket) -> str:
-    sock.sendall(b"\necho host=$(hostname)=\n")
-    m = HOST.search(read_until(sock, HOST))
-    assert m is not None
-    return m.group(1).decode()
-
-
-def ours(lxcpath: str) -> set[str]:
-    return {n for n in liblxc.list_all_containers(lxcpath) if n.startswith("lxa-")}
 
 
 def test_client_gets_a_shell(server: Callable[..., Server]) -> None:
