@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import select
-import socket
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -22,17 +20,11 @@ from typing import Any
 from lxactors import _validate as v
 from lxactors._chroot import ChrootSpec, CopySpec, DirSpec, FileSpec
 from lxactors._container import Attached, AttachResult, ConsoleFd, Container, Snapshot
-from lxactors._errors import (
-    AccessRefused,
-    ContainerClosedError,
-    HelperError,
-    LxcError,
-    LxcTimeoutError,
-)
+from lxactors._errors import ContainerClosedError, LxcError
+from lxactors._gatecall import QUICK_TIMEOUT, ask_inline, plain, send
 from lxactors._helper import protocol, wire
 from lxactors._helper.calls import (
     INLINE,
-    INLINE_MAX,
     QUICK,
     Call,
     Chroot,
@@ -40,146 +32,9 @@ from lxactors._helper.calls import (
     ListContainers,
     Open,
 )
-from lxactors._helperclient import DEFAULT_TIMEOUT, GateHelper, Helper, Reply, helper
+from lxactors._helperclient import DEFAULT_TIMEOUT, GateHelper, Helper, helper
 
 __all__ = ["ProxyContainer", "list_containers"]
-
-#: Seconds a quick member may take (it neither forks nor waits).
-QUICK_TIMEOUT = 60.0
-_RAISE = {"refused": AccessRefused, "closed": ContainerClosedError, "timeout": LxcTimeoutError,
-          "helper": HelperError, "lxc": LxcError}
-_PLAIN = (str, bytes, int, float, bool, type(None))
-
-
-class ProxyReply(Reply):
-    """A call's reply socket: frames, and the fds sent with them."""
-
-    def __init__(self, sock: socket.socket | int, container: str | None, operation: str) -> None:
-        super().__init__(sock if isinstance(sock, int) else sock.fileno(), container, operation)
-        self._sock = None if isinstance(sock, int) else sock
-        self.fds: list[int] = []
-
-    def _read(self) -> bytes:
-        if self._sock is None:  # a pipe: no fds come this way
-            return os.read(self.fd, 1 << 16)
-        data, fds = wire.recv_fds(self._sock, 1 << 16)
-        self.fds.extend(fds)
-        return data
-
-    def _decode(self, frame: tuple[Any, ...]) -> Any:
-        value = super()._decode(frame)
-        if isinstance(value, tuple) and value and value[0] == "return" and len(value) == 2:
-            return value[1]
-        if isinstance(value, tuple) and len(value) == 6 and value[0] == "raise":
-            _, kind, container, operation, message, log = value
-            if kind == "key":
-                raise KeyError(message)
-            if kind == "type":
-                raise TypeError(message)
-            if kind == "value":
-                raise ValueError(message)
-            raise _RAISE.get(kind, HelperError)(container, operation, message, log)
-        raise HelperError(self.container, self.operation, f"bad reply {value!r:.100}")
-
-    def __enter__(self) -> ProxyReply:
-        return self
-
-    def take_fds(self) -> list[int]:
-        fds, self.fds = self.fds, []
-        return fds
-
-    def close(self) -> None:
-        for fd in self.take_fds():
-            os.close(fd)
-        if self.fd >= 0:
-            if self._sock is None:
-                os.close(self.fd)
-            else:
-                self._sock.close()
-            self.fd = -1
-
-
-def _plain(value: object, member: str) -> object:
-    """An argument as plain data (what the wire carries)."""
-    if isinstance(value, _PLAIN):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, Mapping):
-        return {_plain(k, member): _plain(x, member) for k, x in value.items()}
-    if isinstance(value, (list, tuple)) or (isinstance(value, Iterable) and not isinstance(value, range)):
-        return [_plain(x, member) for x in value]
-    if isinstance(value, range):
-        return list(value)
-    raise TypeError(f"{member}: a {type(value).__name__} argument cannot cross to the helper")
-
-
-#: Members whose answer carries fds: their reply channel is a socket, not a pipe.
-_FDS_BACK = frozenset({"console_getfd", "init_pidfd"})
-
-
-def send(gate: Helper, req: protocol.Request, fds: Sequence[int] = (),
-         container: str | None = None) -> ProxyReply:
-    """One request to the gate, with a pipe to answer on (a socket if fds come back)."""
-    member = getattr(req, "member", req.op)
-    mine = gate.send(req, fds, container, _socket_channel if member in _FDS_BACK else None)
-    return ProxyReply(mine, container, member)
-
-
-def _socket_channel() -> tuple[socket.socket, int]:
-    """A reply channel fds can come back on: (our socket, the fd for the gate)."""
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    fd = os.dup(theirs.fileno())
-    theirs.close()
-    return mine, fd
-
-
-def ask_inline(gate: GateHelper, req: Call, container: str | None,
-               timeout: float | None) -> tuple[bool, Any]:
-    """One :data:`~lxactors._helper.calls.INLINE` call answered on the gate's socket:
-    ``(True, its value)``, or ``(False, None)``: ask it with a reply channel.
-
-    One at a time per gate, so the answer on the socket is this call's.  A call
-    not answered in time, or interrupted, leaves its answer to come on the
-    socket: inline calls then stop on that socket (the gate may have one
-    stuck), and the pipe path serves.
-    """
-    if gate._pid and gate._pid != os.getpid():
-        return False, None  # a forked child: its lock may be held forever (the parent's threads)
-    with gate.inline_lock:
-        sock = gate._ensure()
-        if gate.inline_off is sock:
-            return False, None
-        done = False
-        try:
-            try:
-                sock.send(protocol.encode_request(req))
-            except OSError:
-                return False, None  # the pipe path reports (and reconnects) as it does
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            if not poller.poll(None if timeout is None else int(timeout * 1000) + 1):
-                raise LxcTimeoutError(container, req.member, f"no answer within {timeout:g} s")
-            data = sock.recv(INLINE_MAX + 64)
-            done = True
-        finally:
-            if not done:
-                gate.inline_off = sock
-    if not data:
-        raise HelperError(container, req.member, "the gate ended without answering")
-    decoder = ProxyReply(-1, container, req.member)
-    decoder._frames.feed(data)
-    try:
-        frame = decoder._frames.pop()
-    except wire.WireError as exc:
-        raise HelperError(container, req.member, f"bad reply: {exc}") from None
-    if frame is None:
-        raise HelperError(container, req.member, "a partial reply on the gate's socket")
-    if frame == ("ok", ("again",)):
-        return False, None
-    return True, decoder._decode(frame)
 
 
 def _close_remote(gate: Helper, pid: int, hid: int) -> None:
@@ -228,8 +83,8 @@ class ProxyContainer(Container):
                 timeout: float | None = QUICK_TIMEOUT) -> tuple[Any, list[int]]:
         if self._hid is None:
             raise ContainerClosedError(self._name, member, "the handle is closed")
-        req = Call(handle=self._hid, member=member, args=[_plain(a, member) for a in args],
-                   kwargs={k: _plain(x, member) for k, x in kwargs.items()}, fd_args=fd_args or {})
+        req = Call(handle=self._hid, member=member, args=[plain(a, member) for a in args],
+                   kwargs={k: plain(x, member) for k, x in kwargs.items()}, fd_args=fd_args or {})
         if member in INLINE and not fds and isinstance(self._gate, GateHelper):
             answered, value = ask_inline(self._gate, req, self._name, timeout)
             if answered:
@@ -303,8 +158,8 @@ class ProxyContainer(Container):
                 fds.append(v.check_int(fd, "fd", low=0, high=2**31 - 1))
         kwargs = {"env": env, "clear_env": clear_env, "uid": uid, "gid": gid, "groups": groups,
                   "cwd": cwd, "namespaces": namespaces, "flags": flags}
-        req = Call(handle=self._hid, member="attach", args=[_plain(argv, "attach")],
-                   kwargs={k: _plain(x, "attach") for k, x in kwargs.items()}, fd_args=fd_args)
+        req = Call(handle=self._hid, member="attach", args=[plain(argv, "attach")],
+                   kwargs={k: plain(x, "attach") for k, x in kwargs.items()}, fd_args=fd_args)
         reply = send(self._gate, req, fds, self._name)
         try:
             pid = reply.frame(DEFAULT_TIMEOUT)

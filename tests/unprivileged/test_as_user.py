@@ -189,7 +189,7 @@ def test_inline_calls_answer_as_the_pipe_path_does(monkeypatch: pytest.MonkeyPat
     answers, errors included, as with a pipe; an answer too large for the socket is
     asked again with one; a request without a reply channel that is not an inline call
     is answered with an error there, and the session goes on."""
-    from lxactors import _proxy
+    from lxactors import _gatecall, _proxy
     from lxactors._helper import protocol
     from lxactors._helper.calls import INLINE, INLINE_MAX, Call
 
@@ -224,7 +224,7 @@ def test_inline_calls_answer_as_the_pipe_path_does(monkeypatch: pytest.MonkeyPat
         sock = gate._ensure()
         sock.send(protocol.encode_request(Call(handle=c._hid, member="start", args=[],  # type: ignore[attr-defined]
                                                kwargs={}, fd_args={})))
-        reply = _proxy.ProxyReply(-1, c.name, "start")
+        reply = _gatecall.ProxyReply(-1, c.name, "start")
         reply._frames.feed(sock.recv(INLINE_MAX))
         assert reply._frames.pop() == ("err", "helper", "start needs a reply channel", [])
     with liblxc.Container("never-made") as c:

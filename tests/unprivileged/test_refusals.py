@@ -11,11 +11,12 @@ import pytest
 
 from lxactors import AccessRefused, LxcError, liblxc
 from lxactors._chroot import CopySpec, FileSpec
+from lxactors._gatecall import send
 from lxactors._helper import protocol
 from lxactors._helper.calls import Call, Open
 from lxactors._helperclient import helper
 from lxactors._launcher import own_lxcpath
-from lxactors._proxy import ProxyContainer, send
+from lxactors._proxy import ProxyContainer
 from lxactors._userns import own_idmap
 from tests.test_cli import lxactors, one_line
 from tests.util import unique_name
