@@ -51,7 +51,8 @@ install_venv() {
     local newest
     newest=$(find setup.cfg setup.py pyproject.toml src/lxactors/decl src/lxactors/csrc src/lxactors/_ffi_build.py \
         -newer "$stamp" 2>/dev/null | head -n 1 || true)
-    if [ ! -e "$stamp" ] || [ -n "$newest" ] || ! ls src/lxactors/_lxc*.so >/dev/null 2>&1; then
+    if [ ! -e "$stamp" ] || [ -n "$newest" ] || ! ls src/lxactors/_lxc*.so >/dev/null 2>&1 \
+        || [ ! -x src/lxactors/_helper/lxa-launcher ]; then
         echo "go: installing lxactors into $VENV" >&2
         "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
         "$VENV/bin/pip" install -q -e ".[test,ray,docs]"

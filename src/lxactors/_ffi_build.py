@@ -1,9 +1,14 @@
-"""Build the cffi extension ``lxactors._lxc`` against the system liblxc.
+"""Build the cffi extension ``lxactors._lxc`` and the helper's launcher
+program against the system liblxc.
 
 API mode, out of line: the declarations in ``decl/*.h`` are compiled against
 the real ``<lxc/lxccontainer.h>`` at install time, so struct offsets and
 constants come from the header, not from us.  ``lxactors._ffi`` is the one
-module that imports the result.
+module that imports the result.  The launcher (``csrc/launcher.c``) is a
+program of its own, not a function of the extension: the helper execs it, so
+what it forks (each start's caller and the ``[lxc monitor]``) is a copy of a
+small C process rather than of a Python interpreter (setup.py builds it with
+the extension, through :func:`build_launcher`).
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DECLS = ("attach.h", "container.h", "launcher.h", "calls.h")
-#: C compiled into the extension (the helper's launcher, the hot calls).
-SOURCES = ("launcher.c", "calls.c")
+DECLS = ("attach.h", "container.h", "calls.h")
+#: C compiled into the extension (the hot calls).
+SOURCES = ("calls.c",)
+#: The launcher program: its source, and its name beside the helper's modules.
+LAUNCHER_SOURCE = "launcher.c"
+LAUNCHER = os.path.join("_helper", "lxa-launcher")
 INSTALL_HINT = (
     "lxactors needs liblxc 5.0 and its headers: run "
     "'apt-get install lxc lxc-dev' (Debian/Ubuntu) and install again."
@@ -70,6 +79,20 @@ def _declarations() -> str:
         with open(os.path.join(HERE, "decl", name), encoding="utf-8") as f:
             parts.append(f.read())
     return "\n".join(parts)
+
+
+def build_launcher(compiler: Any, build_temp: str, package_dir: str) -> str:
+    """Compile and link the launcher into *package_dir* (where the built
+    ``lxactors`` package is) with *compiler* (a setuptools build_ext's);
+    return the program's path."""
+    objects = compiler.compile([os.path.join(HERE, "csrc", LAUNCHER_SOURCE)],
+                               output_dir=build_temp, include_dirs=include_dirs,
+                               extra_preargs=["-O2", "-Wall"])
+    program = os.path.join(package_dir, LAUNCHER)
+    compiler.link_executable(objects, os.path.basename(program),
+                             output_dir=os.path.dirname(program),
+                             libraries=libraries, library_dirs=library_dirs)
+    return program
 
 
 include_dirs, library_dirs, libraries = _lxc_flags()

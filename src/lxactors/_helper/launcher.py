@@ -3,9 +3,11 @@ destroy without a forked Python worker.
 
 A Python worker costs a fork of the ~16 MB helper, its copy-on-write
 faults and teardown, per request: most of a spawn's time.  The launcher is
-a C loop in a process the helper forks once; it forks a small child per
-request (the caller of liblxc's start, so what liblxc moves into the
-monitor's cgroups, and what the monitor is a copy of).  Requests it cannot
+a small C program the helper execs once (a fork of the helper that stayed
+in C still handed its address space to every child and monitor: ~6 ms a
+spawn, ~0.26 MB a monitor).  It forks a small child per request (the
+caller of liblxc's start, so what liblxc moves into the monitor's cgroups,
+and what the monitor is a copy of).  Requests it cannot
 do exactly as the Python ops would (a foreground start, clone hooks) go to
 a worker as before.  ``clone_start`` is a spawn's clone and start in one
 child.
@@ -22,7 +24,6 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from lxactors._ffi import lib
 from lxactors._helper.cgroups import remove_monitor_cgroups
 from lxactors._helper.handle import (
     Handle,
@@ -46,7 +47,10 @@ from lxactors._helper.wire import (
     ok,
 )
 
-__all__ = ["Launcher", "Pending"]
+__all__ = ["PROGRAM", "Launcher", "Pending"]
+
+#: The launcher program, built with the extension (``_ffi_build.build_launcher``).
+PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lxa-launcher")
 
 
 def _opt(value: str | bytes | None) -> bytes:
@@ -116,23 +120,28 @@ class Launcher:
         self.pid = pid
 
     @classmethod
-    def start(cls, close: list[int]) -> Launcher | None:
-        """Fork the launcher, without the fds in *close* (the helper's own).
+    def start(cls) -> Launcher | None:
+        """Fork and exec the launcher program with its end of a socket pair and
+        no other fd of the helper's (the client's socket, the owner's pidfd:
+        a launcher holding them would keep the user's session alive).
 
-        None if it cannot run: requests go to workers.
+        None if it cannot run (not built, or the exec failed): requests go
+        to workers.
         """
+        if not os.access(PROGRAM, os.X_OK):
+            return None
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError:
             return None
+        fd = theirs.fileno()
         pid = os.fork()
         if pid == 0:
             try:
-                ours.close()
-                for fd in close:
-                    if fd >= 0:
-                        os.close(fd)
-                lib.lxa_launcher_serve(theirs.fileno())
+                os.closerange(3, fd)
+                os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+                os.set_inheritable(fd, True)
+                os.execv(PROGRAM, [PROGRAM, str(fd)])
             finally:
                 os._exit(5)
         theirs.close()

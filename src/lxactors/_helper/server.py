@@ -143,7 +143,7 @@ def serve(sock: socket.socket, log_dir: str | None = None, owner_pidfd: int = -1
     # user's process is gone, and the policies must still be applied then.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    launcher = Launcher.start(close=[sock.fileno(), owner_pidfd])
+    launcher = Launcher.start()
     pending: dict[int, Pending] = {}
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
