@@ -17,6 +17,7 @@ import tty
 from typing import Any
 
 import pykka
+from pykka.messages import ProxyCall
 
 from lxactors import _base
 from lxactors._configure import check_userns, configure, log_level
@@ -34,9 +35,16 @@ from lxactors._policy import Intensity, Type, on_container_end, on_owner_exit
 from lxactors._userns import reach_problem
 from lxactors.liblxc import Container, config_item_is_supported, default_lxcpath
 
-__all__ = ["ContainerActor"]
+__all__ = ["ContainerActor", "ask"]
 
 log = logging.getLogger("lxactors")
+
+def ask(actor: pykka.ActorRef[ContainerActor], method: str, *args: Any) -> pykka.Future[Any]:
+    """Ask *actor* to run its *method*: pykka's own ProxyCall message, without
+    building a proxy (pykka inspects the whole actor for each one: ~0.5 ms of
+    a spawn's CPU).  A dead actor's future raises ActorDeadError."""
+    return actor.ask(ProxyCall(attr_path=(method,), args=args, kwargs={}), block=False)
+
 
 class ContainerActor(pykka.ThreadingActor):
     """The actor behind a :class:`~lxactors.ContainerRef`."""

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pykka
 
-from lxactors._actor import ContainerActor
+from lxactors._actor import ContainerActor, ask
 from lxactors._console import Console
 from lxactors._errors import LxcError
 from lxactors._limits import host_layout, parse_events
@@ -39,14 +39,10 @@ class ContainerRef:
     """
 
     def __init__(self, name: str, path: str, actor: pykka.ActorRef[ContainerActor],
-                 owner: Owner, entry: Entry,
-                 proxy: pykka.ActorProxy[ContainerActor] | None = None) -> None:
+                 owner: Owner, entry: Entry) -> None:
         self.name = name
         self.path = path
         self.actor = actor
-        # Made once: pykka inspects the whole actor to build a proxy.  spawn()
-        # passes the one it booted with: the actor may have ended since.
-        self._proxy = proxy if proxy is not None else actor.proxy()
         self.owner = owner
         self._entry = entry
         #: A handle of the caller's side for the monitor's queries (see _HandleProxy).
@@ -75,7 +71,7 @@ class ContainerRef:
         if not self.actor.is_alive():
             raise LxcError(self.name, method, "the container has ended")
         try:
-            return getattr(self._proxy, method)(*args).get(timeout=timeout)
+            return ask(self.actor, method, *args).get(timeout=timeout)
         except pykka.ActorDeadError as exc:
             raise LxcError(self.name, method, "the container has ended") from exc
         except pykka.Timeout as exc:
@@ -178,19 +174,18 @@ def spawn(name: str = "", *, owner: object = None, restarts: int = 3,
 
     actor = ContainerActor.start(name, named, opts, who, type_,
                                  Intensity(restarts, float(restart_period)), on_end)
-    proxy = actor.proxy()
     try:
-        path = proxy.boot().get(timeout=opts.timeout + 600)
+        path = ask(actor, "boot").get(timeout=opts.timeout + 600)
     except BaseException:
         # A failed boot cleaned up after itself; an interrupted wait (^C, a
         # timeout) must not leave a container nobody holds: kill it once the
         # boot is done (a temporary one is deleted too), then end the actor.
         with contextlib.suppress(pykka.ActorDeadError):
-            proxy.exit("kill", 0)
+            ask(actor, "exit", "kill", 0)
         actor.stop(block=False)
         raise
     entry = Entry(name, path, actor, who, type_)
-    ref = ContainerRef(name, path, actor, who, entry, proxy)
+    ref = ContainerRef(name, path, actor, who, entry)
     with end_lock:
         if not gone.is_set():
             sup.add(entry)
@@ -211,7 +206,7 @@ def exit(ref: ContainerRef, reason: str = "normal", timeout: float = 10.0) -> Co
     if not ref.actor.is_alive():
         return None
     try:
-        result = ref._proxy.exit(reason, timeout).get(timeout=timeout + CALL_TIMEOUT)
+        result = ask(ref.actor, "exit", reason, timeout).get(timeout=timeout + CALL_TIMEOUT)
     except pykka.ActorDeadError:
         return None
     return cast("ContainerExited | None", result)

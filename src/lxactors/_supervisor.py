@@ -22,6 +22,7 @@ from typing import Any
 
 import pykka
 
+from lxactors._actor import ask
 from lxactors._helperclient import helper
 from lxactors._owner import Owner
 from lxactors._policy import Type
@@ -99,7 +100,7 @@ class _Supervisor:
                              entry.owner.describe(), entry.name, entry.type)
                     with self._lock:
                         self._entries.pop((entry.path, entry.name), None)
-                    entry.actor.proxy().abandon()
+                    ask(entry.actor, "abandon")
                 except Exception:
                     log.exception("lxactors supervisor")
 
