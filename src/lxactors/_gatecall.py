@@ -10,7 +10,6 @@ or an exception of the real type, re-raised here.
 from __future__ import annotations
 
 import os
-import select
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -125,7 +124,9 @@ def ask_inline(gate: GateHelper, req: Call, container: str | None,
     """One :data:`~lxactors._helper.calls.INLINE` call answered on the gate's socket:
     ``(True, its value)``, or ``(False, None)``: ask it with a reply channel.
 
-    One at a time per gate, so the answer on the socket is this call's.  A call
+    One at a time per gate, so the answer on the socket is this call's; it is
+    waited for polling a moment first (``wire.readable``), as the gate waits
+    for the next such call.  A call
     not answered in time, or interrupted, leaves its answer to come on the
     socket: inline calls then stop on that socket (the gate may have one
     stuck), and the pipe path serves.
@@ -142,9 +143,7 @@ def ask_inline(gate: GateHelper, req: Call, container: str | None,
                 sock.send(protocol.encode_request(req))
             except OSError:
                 return False, None  # the pipe path reports (and reconnects) as it does
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            if not poller.poll(None if timeout is None else int(timeout * 1000) + 1):
+            if not wire.readable(sock.fileno(), None if timeout is None else int(timeout * 1000) + 1):
                 raise LxcTimeoutError(container, req.member, f"no answer within {timeout:g} s")
             data = sock.recv(INLINE_MAX + 64)
             done = True

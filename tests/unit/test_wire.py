@@ -6,6 +6,7 @@ import dataclasses
 import os
 import pickle
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,27 @@ def test_a_bad_request_is_a_type_error_at_the_sending_end(build: Any) -> None:
 def test_a_bad_request_from_the_wire_is_a_wire_error(message: object, match: str) -> None:
     with pytest.raises(wire.WireError, match=match):
         protocol.decode_request(pickle.dumps(message))
+
+
+def test_readable_sees_data_while_spinning_after_it_and_times_out_without() -> None:
+    r, w = os.pipe()
+    try:
+        assert not wire.readable(r, 20, spin_ns=1_000_000)  # spun 1 ms, then slept 20 ms: nothing
+        os.write(w, b"x")
+        assert wire.readable(r, 0, spin_ns=0)  # already there
+        os.read(r, 1)
+        # Written after the spin ended: the sleeping poll sees it.
+        t = threading.Timer(0.05, os.write, (w, b"y"))
+        t.start()
+        assert wire.readable(r, 10_000, spin_ns=1_000)
+        t.join()
+        os.read(r, 1)
+        # Written during a long spin: seen without sleeping.
+        t = threading.Timer(0.01, os.write, (w, b"z"))
+        t.start()
+        assert wire.readable(r, 0, spin_ns=5_000_000_000)
+        t.join()
+        assert os.read(r, 1) == b"z"
+    finally:
+        os.close(r)
+        os.close(w)
