@@ -381,7 +381,7 @@ class ContainerActor(pykka.ThreadingActor):
             self._helper.close()
             self._helper = None
 
-    # ------------------------------------------------------------ API (via proxy)
+    # ------------------------------------------------------------ API (asked: see ask)
 
     def exit(self, reason: str, timeout: float) -> ContainerExited | None:
         """Halt: ``"normal"`` shuts down (killed after *timeout*), ``"kill"`` kills."""
