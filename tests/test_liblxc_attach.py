@@ -15,6 +15,7 @@ import pytest
 
 from lxactors import liblxc
 from lxactors._errors import LxcError
+from lxactors._helper import launcher
 from tests.util import proc_status, read_until, sh
 
 # --------------------------------------------------------------------------- attach
@@ -114,6 +115,39 @@ def test_attach_default_stdio_is_devnull(make_container) -> None:
     a = c.attach(["/bin/sh", "-c", "read x; test -z \"$x\" && readlink /proc/self/fd/0 | "
                   "grep -q null"])
     assert a.wait(30) == 0
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def test_an_attached_command_gets_default_signals_in_a_session_of_its_own(
+        make_container) -> None:
+    """The helper ignores the user's ^C, hangups and broken pipes; its attached
+    commands must not (a `yes | head` inside would never end), nor be in the
+    user's session (the terminal's ^C is not for them).  attach() runs in a
+    fork of the launcher program; attach_run_wait's capture in a Python worker."""
+    c = make_container(start=True)
+    out_r, out_w = os.pipe()
+    try:
+        a = c.attach(["/bin/sh", "-c", "echo up; exec sleep 60"], stdout=out_w)
+        os.close(out_w)
+        out_w = -1
+        read_until(out_r, b"up\n")
+        assert proc_status(a.pid)["SigIgn"] == "0000000000000000"
+        assert _stat_fields(a.pid)[3] != _stat_fields(os.getpid())[3]  # its session
+        parent = int(_stat_fields(a.pid)[1])
+        assert os.readlink(f"/proc/{parent}/exe") == os.path.realpath(launcher.PROGRAM)
+        os.kill(a.pid, 15)
+        assert a.wait(30) == -15
+    finally:
+        for fd in (out_r, out_w):
+            if fd >= 0:
+                os.close(fd)
+    r = c.attach_run_wait(["/bin/sh", "-c", "grep SigIgn /proc/self/status; yes | head -n 2"])
+    assert r.status == 0
+    assert r.stdout == b"SigIgn:\t0000000000000000\ny\ny\n"
 
 
 # --------------------------------------------------------------------------- fds

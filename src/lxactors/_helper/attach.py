@@ -7,10 +7,12 @@ runs, then its exit status (and, with ``capture``, its output).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from lxactors._ffi import ffi, lib
@@ -78,7 +80,8 @@ def op_attach(req: Attach, fds: list[int], reply: int) -> object:
     cmd.argv = argv
     pid_out = ffi.new("pid_t *")
     gate = os.pipe()  # close-on-exec: see _wait_exec
-    ret = c.attach(c, ffi.addressof(lib, "lxc_attach_run_command"), cmd, opts, pid_out)
+    with _default_signals():
+        ret = c.attach(c, ffi.addressof(lib, "lxc_attach_run_command"), cmd, opts, pid_out)
     os.close(gate[1])
     if ret < 0:
         os.close(gate[0])
@@ -102,6 +105,27 @@ def op_attach(req: Attach, fds: list[int], reply: int) -> object:
     timed_out = timed_out or killed
     return {"pid": pid, "status": code, "stdout": bytes(out), "stderr": bytes(err),
             "timed_out": timed_out}
+
+
+#: What the helper ignores (the user's ^C, hangups, broken pipes) that a
+#: command must not inherit (as the launcher's attach: csrc/launcher.c).
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ)
+
+
+@contextlib.contextmanager
+def _default_signals() -> Iterator[None]:
+    """Around liblxc's attach, which forks the command: the default
+    dispositions, in a session of the worker's own (the terminal's ^C is not
+    for the command).  This worker writes no pipe meanwhile; it gets its own
+    dispositions back after."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in _IGNORED}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _wait_exec(gate: int, timeout: float = 10.0) -> None:

@@ -34,6 +34,7 @@ from lxactors._helper.handle import (
 )
 from lxactors._helper.layer import release_layer
 from lxactors._helper.protocol import (
+    Attach,
     Clone,
     CloneStart,
     Destroy,
@@ -76,6 +77,11 @@ def _maps_ids(config: str | None) -> bool:
         return True  # let liblxc report the snapshot
 
 
+#: Fields the launcher parses at most (csrc/launcher.c's LXA_MAX_FIELDS).
+MAX_FIELDS = 1100
+#: A reply frame: ok(value) or error(kind, message, log).
+Frame = tuple[str, object] | tuple[str, str, str, list[str]]
+
 #: The ops whose child is the caller of a daemonized start (answered with init's pid).
 _STARTS = ("start", "clone_start")
 
@@ -91,25 +97,48 @@ class Pending:
     log_path: str | None
     log_offset: int
     buf: bytearray = field(default_factory=bytearray)
+    pid: int = 0  # an attach's command, once it runs
 
-    def feed(self, data: bytes) -> tuple[str, object] | tuple[str, str, str, list[str]] | None:
-        """The reply frame once the result line (or end of file) is in, else None."""
+    def feed(self, data: bytes) -> tuple[list[Frame], bool]:
+        """The reply frames whose result lines are in (an attach has two: its
+        pid, then its end), and whether the request is done (end of file
+        without a last line is an error)."""
         self.buf += data
-        if b"\n" not in self.buf and data:
-            return None
-        line = bytes(self.buf).split(b"\n", 1)[0].decode("ascii", "replace").split()
+        frames: list[Frame] = []
+        while b"\n" in self.buf:
+            raw, _, rest = bytes(self.buf).partition(b"\n")
+            self.buf = bytearray(rest)
+            frame, done = self._line(raw.decode("ascii", "replace").split())
+            frames.append(frame)
+            if done:
+                return frames, True
+        if not data:
+            what = "the end of the attached command" if self.pid else "answering"
+            frames.append(error("helper", f"the helper's launcher ended without {what} "
+                                f"({self.op})", []))
+            return frames, True
+        return frames, False
+
+    def _line(self, line: list[str]) -> tuple[Frame, bool]:
         if line[:1] == ["ok"] and len(line) == 2 and line[1].isdigit():
             value = int(line[1])
             if self.op in _STARTS:
                 # 0: init already ended (a short-lived command); the caller reads why.
-                return ok(value if value > 0 else None)
-            return ok(None)
-        if not line:
-            return error("helper", f"the helper's launcher ended without answering {self.op}", [])
+                return ok(value if value > 0 else None), True
+            return ok(None), True
+        if self.op == "attach" and line[:1] == ["pid"] and len(line) == 2 and line[1].isdigit():
+            self.pid = int(line[1])
+            return ok(self.pid), False
+        if self.op == "attach" and line[:1] == ["exit"] and len(line) == 2 and self.pid \
+                and line[1].isdigit():
+            with contextlib.suppress(ValueError):
+                status = os.waitstatus_to_exitcode(int(line[1]))
+                return ok({"pid": self.pid, "status": status, "stdout": b"", "stderr": b"",
+                           "timed_out": False}), True
         # A clone_start says which half failed ("err clone"; else its start).
         what = {"clone_start": "clone" if line[1:] == ["clone"] else "start"}.get(self.op, self.op)
         err = op_error(f"{what} failed", self.log_path, self.log_offset)
-        return error(err.kind, str(err), err.log)
+        return error(err.kind, str(err), err.log), True
 
 
 class Launcher:
@@ -151,25 +180,42 @@ class Launcher:
         """The launcher exits when its socket closes (children finish their call)."""
         self.sock.close()
 
-    def dispatch(self, req: Request, reply: int) -> Pending | None:
-        """Hand *req* to the launcher; None if the launcher does not do it this way."""
-        found = self._fields(req)
+    def dispatch(self, req: Request, reply: int, extra: list[int]) -> Pending | None:
+        """Hand *req* (and the fds sent with it) to the launcher; None if the
+        launcher does not do it this way."""
+        found = self._fields(req, extra)
         if found is None:
             return None
         fields, log_path, offset = found
+        if len(fields) >= MAX_FIELDS or any(b"\0" in f for f in fields):
+            return None  # the launcher's parser would cut them: a worker's call
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            socket.send_fds(self.sock, [b"\0".join(fields) + b"\0"], [w])
+            socket.send_fds(self.sock, [b"\0".join(fields) + b"\0"], [w, *extra])
         except OSError:
             os.close(r)
             return None
         finally:
             os.close(w)
-        assert isinstance(req, (Start, Clone, CloneStart, Destroy, DestroyWithSnapshots))
+        assert isinstance(req, (Start, Clone, CloneStart, Destroy, DestroyWithSnapshots, Attach))
         return Pending(req.op, req.name, reply, r, log_path, offset)
 
     @staticmethod
-    def _fields(req: Request) -> tuple[list[bytes], str | None, int] | None:
+    def _fields(req: Request, extra: list[int]) -> tuple[list[bytes], str | None, int] | None:
+        if isinstance(req, Attach):
+            if req.capture or req.timeout is not None or len(extra) != 3 or not req.argv:
+                return None  # capture pumps the pipes, and a timeout kills, in a worker
+            env = [_s(f"{k}={v}") for k, v in req.env.items()]
+            groups = [] if req.groups is None else [b"%d" % g for g in req.groups]
+            return ([b"attach", _s(req.name), _s(req.path), _opt(req.config), _opt(req.log),
+                     b"%d" % req.flags, b"%d" % req.namespaces, _opt(req.cwd),
+                     b"%d" % (-1 if req.uid is None else req.uid),
+                     b"%d" % (-1 if req.gid is None else req.gid),
+                     b"1" if req.clear_env else b"0", b"%d" % len(env), *env,
+                     b"%d" % (-1 if req.groups is None else len(groups)), *groups, *req.argv],
+                    req.log, log_size(req.log))
+        if extra:
+            return None
         if isinstance(req, Start):
             if not req.daemonize or any(b"\0" in a for a in req.argv or ()):
                 return None  # the worker becomes the monitor: see start._start_foreground

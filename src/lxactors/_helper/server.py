@@ -205,13 +205,15 @@ def _serve_one(sock: socket.socket, launcher: Launcher | None, pending: dict[int
         _answer(reply, ok(None))
     elif req is not None:
         launched = None
-        if launcher is not None and not extra:
+        if launcher is not None:
             try:
-                launched = launcher.dispatch(req, reply)
+                launched = launcher.dispatch(req, reply, extra)
             except OpError as exc:
                 _answer(reply, error(exc.kind, str(exc), exc.log))
                 req = None
         if launched is not None:
+            for fd in extra:  # the launcher has its own copies
+                os.close(fd)
             pending[launched.result] = launched
             sel.register(launched.result, selectors.EVENT_READ)
             return True  # the reply pipe is answered when the result is in
@@ -239,10 +241,11 @@ def _result(fd: int, pending: dict[int, Pending], sel: selectors.BaseSelector) -
         data = os.read(fd, 256)
     except OSError:
         data = b""
-    frame = p.feed(data)
-    if frame is None:
+    frames, done = p.feed(data)
+    for frame in frames:
+        _answer(p.reply, frame)
+    if not done:
         return
-    _answer(p.reply, frame)
     sel.unregister(fd)
     del pending[fd]
     os.close(fd)
@@ -255,7 +258,16 @@ FINISH_PENDING = 60.0
 
 def _finish_pending(pending: dict[int, Pending], sel: selectors.BaseSelector,
                     launcher: Launcher | None) -> None:
-    """Let the launcher's requests under way end (their replies go nowhere)."""
+    """Let the launcher's requests under way end (their replies go nowhere).
+
+    Not its attached commands: they may run for as long as their container
+    does, and the policies applied next end them with it.
+    """
+    for fd in [fd for fd, p in pending.items() if p.op == "attach"]:
+        p = pending.pop(fd)
+        sel.unregister(fd)
+        os.close(fd)
+        os.close(p.reply)
     deadline = time.monotonic() + FINISH_PENDING
     while pending and (left := deadline - time.monotonic()) > 0:
         for key, _ in sel.select(left):

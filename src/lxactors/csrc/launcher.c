@@ -7,7 +7,8 @@
  * the Python helper's heap and page tables (a fork of the helper itself
  * cost a spawn ~6 ms and each monitor ~0.26 MB of private pages more).
  * setup.py links it against liblxc next to the helper's modules.
- * Ops: clone, start, clone_start (a spawn's clone and start), destroy.
+ * Ops: clone, start, clone_start (a spawn's clone and start), destroy,
+ * attach (on the fds sent along; capture stays with the Python worker).
  * For each request it forks a child that makes the liblxc call and writes
  * one result line to the pipe sent along: "ok PID" or "err" ("err clone":
  * a clone_start's clone failed, not its start).
@@ -21,6 +22,7 @@
  * for NULL and "+value" otherwise.
  */
 
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -34,6 +36,7 @@
 #include <unistd.h>
 
 #include <lxc/lxccontainer.h>
+#include <lxc/attach_options.h>
 
 #define LXA_MAX_FIELDS 1100
 #define LXA_MAX_REQ (1 << 20)
@@ -248,7 +251,95 @@ static int lxa_do_destroy(char **f, int n)
 	return ok ? 0 : -1;
 }
 
-static void lxa_child(int sock, int result, char **f, int n)
+/* The attached command has exec'd (or died) once the gate pipe's last
+ * writer is gone: until then it is a fork of this child holding its fds. */
+static void lxa_wait_exec(int gate)
+{
+	struct pollfd p = {.fd = gate, .events = POLLIN};
+	while (poll(&p, 1, 10000) < 0 && errno == EINTR)
+		;
+	close(gate);
+}
+
+/* Run a command in the container on the three fds sent along (stdin,
+ * stdout, stderr), as the helper's Python attach does without capture:
+ * write "pid PID" once it runs its command, then "exit STATUS" (the raw
+ * wait status).
+ * The command gets the default signal dispositions, not the launcher's,
+ * in a session of its own (as the Python worker's, see _helper/attach.py). */
+static int lxa_do_attach(char **f, int n, int result, const int *std)
+{
+	/* attach name path +config +log flags namespaces +cwd uid gid clear_env
+	 * nenv env... ngroups group... argv... */
+	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
+	lxc_attach_options_t opts = LXC_ATTACH_OPTIONS_DEFAULT;
+	lxc_attach_command_t cmd;
+	struct lxc_container *c;
+	static gid_t groups[LXA_MAX_FIELDS];
+	char line[80];
+	int i = 12, nenv, ngroups, gate[2], ret, status = 0;
+	pid_t pid = -1;
+
+	if (n < 14)
+		return -1;
+	nenv = atoi(f[11]);
+	if (nenv < 0 || nenv > n - 14)
+		return -1;
+	char **env = &f[i];
+	i += nenv;
+	ngroups = atoi(f[i]);
+	f[i++] = NULL;  /* ends env */
+	if (ngroups < -1 || ngroups > n - i - 1)
+		return -1;
+	for (int k = 0; k < ngroups; k++)
+		groups[k] = (gid_t)strtoul(f[i++], NULL, 10);
+	for (size_t k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++)
+		signal(sigs[k], SIG_DFL);
+	setsid();  /* as lxa_do_start: the terminal's ^C is not for the command */
+	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), lxa_opt(f[4]));
+	if (!c)
+		return -1;
+	opts.attach_flags = LXC_ATTACH_DEFAULT | (int)strtol(f[5], NULL, 10);
+	opts.namespaces = (int)strtol(f[6], NULL, 10);
+	opts.personality = LXC_ATTACH_DETECT_PERSONALITY;
+	opts.initial_cwd = (char *)lxa_opt(f[7]);
+	opts.uid = (uid_t)strtoll(f[8], NULL, 10);
+	opts.gid = (gid_t)strtoll(f[9], NULL, 10);
+	opts.env_policy = f[10][0] == '1' ? LXC_ATTACH_CLEAR_ENV : LXC_ATTACH_KEEP_ENV;
+	opts.extra_env_vars = nenv ? env : NULL;
+	if (ngroups >= 0) {
+		opts.groups.size = (size_t)ngroups;
+		opts.groups.list = groups;
+		opts.attach_flags |= LXC_ATTACH_SETGROUPS;
+	}
+	opts.log_fd = -EBADF;  /* no separate attach log */
+	opts.stdin_fd = std[0];
+	opts.stdout_fd = std[1];
+	opts.stderr_fd = std[2];
+	cmd.program = f[i];
+	cmd.argv = &f[i];  /* NULL-terminated by the parser */
+	if (pipe2(gate, O_CLOEXEC) < 0) {
+		lxc_container_put(c);
+		return -1;
+	}
+	ret = c->attach(c, lxc_attach_run_command, &cmd, &opts, &pid);
+	close(gate[1]);
+	lxc_container_put(c);
+	if (ret < 0 || pid <= 0) {
+		close(gate[0]);
+		return -1;
+	}
+	lxa_wait_exec(gate[0]);
+	snprintf(line, sizeof(line), "pid %d\n", (int)pid);
+	lxa_result(result, line);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	snprintf(line, sizeof(line), "exit %d\n", status);
+	lxa_result(result, line);
+	return 0;
+}
+
+static void lxa_child(int sock, int result, char **f, int n, const int *std, int nstd)
 {
 	char line[64];
 	int value = -1;
@@ -256,6 +347,13 @@ static void lxa_child(int sock, int result, char **f, int n)
 	close(sock);
 	close(lxa_sigpipe[0]);
 	close(lxa_sigpipe[1]);
+	if (strcmp(f[0], "attach") == 0) {
+		/* Its own lines ("pid", then "exit"); only a failure is said here. */
+		if (nstd == 3 && lxa_do_attach(f, n, result, std) == 0)
+			_exit(0);
+		lxa_result(result, "err\n");
+		_exit(1);
+	}
 	if (strcmp(f[0], "start") == 0)
 		value = lxa_do_start(f, n);
 	else if (strcmp(f[0], "clone") == 0)
@@ -349,7 +447,8 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 			continue;
 		if (got <= 0)
 			_exit(0);  /* the helper is gone */
-		int result = -1;
+		/* The result pipe, then (an attach's) stdin, stdout and stderr. */
+		int result = -1, std[3], nstd = 0;
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 				int nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -357,13 +456,18 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 				for (int i = 0; i < nfds; i++) {
 					if (result < 0)
 						result = fds[i];
+					else if (nstd < 3)
+						std[nstd++] = fds[i];
 					else
 						close(fds[i]);
 				}
 			}
 		}
-		if (result < 0)
+		if (result < 0) {
+			for (int i = 0; i < nstd; i++)
+				close(std[i]);
 			continue;
+		}
 		buf[got] = '\0';
 		int n = 0;
 		for (char *s = buf; s < buf + got && n < LXA_MAX_FIELDS; s += strlen(s) + 1)
@@ -372,6 +476,8 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 		if (n < 3) {
 			lxa_result(result, "err\n");
 			close(result);
+			for (int i = 0; i < nstd; i++)
+				close(std[i]);
 			continue;
 		}
 		int slot = -1;
@@ -379,7 +485,7 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 			if (kids[i].pid == 0) { slot = i; break; }
 		pid_t pid = slot < 0 ? -1 : fork();
 		if (pid == 0)
-			lxa_child(sock, result, fields, n);
+			lxa_child(sock, result, fields, n, std, nstd);
 		if (pid < 0) {
 			lxa_result(result, "err\n");
 		} else {
@@ -390,6 +496,8 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 			kids[slot].pid = pid;
 		}
 		close(result);
+		for (int i = 0; i < nstd; i++)
+			close(std[i]);
 	}
 }
 
