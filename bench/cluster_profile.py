@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Where a remote spawn and a remote console stream spend CPU, calls and wake-ups (run by hand, as root).
 
-    .venv/bin/python bench/cluster_profile.py [--spawns 30] [--console-rounds 3]
+    .venv/bin/python bench/cluster_profile.py [--spawns 30] [--console-rounds 3] [--console-only]
 
 The cluster is the tests' (tests/cluster/harness.py), the driver on n0,
 remote containers on n1.  For each phase (N local spawns, N remote spawns
 from the agent's pool, N booted there, console MB local and remote; the
-agent's empty calls) the CPU seconds and context switches (voluntary + involuntary, all
-threads: each voluntary one is a wake-up waited for) of every process in
+agent's empty calls) the CPU seconds and context switches (voluntary +
+involuntary, all threads: each voluntary one is a wake-up waited for) of every process in
 the test namespaces are read from /proc before and after, and divided by
-the phase's spawns (or MB).  Figures robust to the machine's load: CPU and
+the phase's spawns (or MB); for console phases also the whole machine's
+idle share (``/proc/stat``).  Figures robust to the machine's load: CPU and
 wake-ups, not wall clock.  Results go to stdout as JSON.
 """
 
@@ -192,6 +193,13 @@ def _diff(net: Any, before: dict[int, dict[int, tuple[str, float, int, int]]],
             for k, v in sorted(out.items(), key=lambda kv: -kv[1]["cpu ms"])}
 
 
+def _machine() -> tuple[float, float]:
+    """(all CPU time, idle + iowait time) of the whole machine, in s, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return sum(ticks) / TICK, (ticks[3] + ticks[4]) / TICK
+
+
 def _before(net: Any) -> dict[int, dict[int, tuple[str, float, int, int]]]:
     return {node.index: _snapshot(node.pids()) for node in net.nodes}
 
@@ -202,6 +210,7 @@ def main() -> None:
     ap.add_argument("--console-rounds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved local/remote rounds")
     ap.add_argument("--calls-only", action="store_true", help="only the agent calls")
+    ap.add_argument("--console-only", action="store_true", help="only the console phases")
     args = ap.parse_args()
     from tests.cluster.harness import NetCluster
 
@@ -212,21 +221,26 @@ def main() -> None:
         d = net.driver(0, "bench.cluster_profile")
         ids = d.call("node_map")
         d.call("warm", ids["n1"], timeout=600)
-        for kind in ("empty", "lease arg"):
+        for kind in () if args.console_only else ("empty", "lease arg"):
             b = _before(net)
             got = d.call("calls", kind, ids["n1"], 200, timeout=600)
             results[f"call {kind}"] = {"wall": got, "per spawn": _diff(net, b, 200)}
         for r in range(0 if args.calls_only else args.rounds):
-            for kind in ("local", "remote", "remote booted"):
+            for kind in () if args.console_only else ("local", "remote", "remote booted"):
                 b = _before(net)
                 got = d.call("spawns", kind, ids["n1"], args.spawns, timeout=1800)
                 results[f"spawn+exit {kind} #{r}"] = {"wall": got, "per spawn": _diff(net, b, args.spawns)}
             for kind in ("local", "remote"):
-                b = _before(net)
+                b, (all0, idle0) = _before(net), _machine()
                 rates = [d.call("console", kind, ids["n1"], timeout=600) for _ in range(args.console_rounds)]
+                all1, idle1 = _machine()
                 mb = args.console_rounds * 20.0
-                results[f"console {kind} #{r}"] = {"MB/s": [round(x, 1) for x in rates],
-                                                   "per MB": _diff(net, b, mb)}
+                # Idle CPU while bytes stream (the spawns and exits included) says whether the
+                # stream is bound by CPU or by the latency of its chain of processes.
+                results[f"console {kind} #{r}"] = {
+                    "MB/s": [round(x, 1) for x in rates],
+                    "machine idle %": round(100 * (idle1 - idle0) / (all1 - all0), 1),
+                    "per MB": _diff(net, b, mb)}
         results["load after"] = os.getloadavg()
         d.call("cleanup")
     finally:
