@@ -150,6 +150,25 @@ def test_an_attached_command_gets_default_signals_in_a_session_of_its_own(
     assert r.stdout == b"SigIgn:\t0000000000000000\ny\ny\n"
 
 
+def test_attached_stdout_ends_when_the_command_closes_it(make_container) -> None:
+    """Only the command holds the fds it was given: its reader sees end of file
+    when it closes them, while it still runs (not when it ends)."""
+    c = make_container(start=True)
+    out_r, out_w = os.pipe()
+    a = c.attach(["/bin/sh", "-c", "echo bye; exec >&- 2>&-; exec sleep 30"], stdout=out_w)
+    os.close(out_w)
+    try:
+        got = b""
+        while chunk := os.read(out_r, 100):  # returns b"" at end of file
+            got += chunk
+        assert got == b"bye\n"
+        assert os.path.exists(f"/proc/{a.pid}")  # still running
+        os.kill(a.pid, 9)
+        assert a.wait(30) == -9
+    finally:
+        os.close(out_r)
+
+
 # --------------------------------------------------------------------------- fds
 
 

@@ -324,6 +324,10 @@ static int lxa_do_attach(char **f, int n, int result, const int *std)
 	}
 	ret = c->attach(c, lxc_attach_run_command, &cmd, &opts, &pid);
 	close(gate[1]);
+	/* The command has its own copies: its stdout's readers see end of
+	 * file when it (and what it left running) closes them, not this child. */
+	for (int k = 0; k < 3; k++)
+		close(std[k]);
 	lxc_container_put(c);
 	if (ret < 0 || pid <= 0) {
 		close(gate[0]);
