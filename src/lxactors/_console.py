@@ -269,12 +269,21 @@ class _Hub:
             self._registered[fd] = (events, data)
 
     def _run(self) -> None:
+        # Every console's interest is looked at again after a wake-up (a
+        # console added, closed, written to, or its window freed from another
+        # thread); after its own reads and writes only that console's: a
+        # stream's many events cost no pass over all the process's consoles.
+        sync = True
         while True:
             try:
-                self._sync()
+                if sync:
+                    self._sync()
+                sync = False
+                touched: list[Console] = []
                 for key, events in self._sel.select():
                     item = key.data
                     if item is None:
+                        sync = True
                         try:
                             while os.read(self._wake_r, 4096):
                                 pass
@@ -288,11 +297,17 @@ class _Hub:
                             os.close(item.pidfd)
                             item.pidfd = -1
                     else:
+                        touched.append(item)
                         if events & selectors.EVENT_WRITE:
                             item._on_write()
                         if events & selectors.EVENT_READ:
                             item._on_read()
+                if not sync:
+                    for c in touched:
+                        if c.ptx >= 0:
+                            self._set(c.ptx, c._events(), c)
             except Exception:  # never let the one I/O thread die
+                sync = True
                 log.exception("lxactors console thread")
 
 
