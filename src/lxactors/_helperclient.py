@@ -157,6 +157,8 @@ class Helper:
         """Tell the helper the container's type, for the case this process dies."""
         req = protocol.Register(path=path, name=name, type=type_)
         with self._lock:
+            if self._registry.get((path, name)) == type_:
+                return  # told already (a new helper is told the registry again)
             self._registry[(path, name)] = type_
         self.tell(req)
 
