@@ -136,6 +136,7 @@ def test_an_attached_command_gets_default_signals_in_a_session_of_its_own(
         out_w = -1
         read_until(out_r, b"up\n")
         assert proc_status(a.pid)["SigIgn"] == "0000000000000000"
+        assert proc_status(a.pid)["SigBlk"] == "0000000000000000"
         assert _stat_fields(a.pid)[3] != _stat_fields(os.getpid())[3]  # its session
         parent = int(_stat_fields(a.pid)[1])
         assert os.readlink(f"/proc/{parent}/exe") == os.path.realpath(launcher.PROGRAM)
@@ -145,9 +146,10 @@ def test_an_attached_command_gets_default_signals_in_a_session_of_its_own(
         for fd in (out_r, out_w):
             if fd >= 0:
                 os.close(fd)
-    r = c.attach_run_wait(["/bin/sh", "-c", "grep SigIgn /proc/self/status; yes | head -n 2"])
+    r = c.attach_run_wait(["/bin/sh", "-c", "grep -E 'SigIgn|SigBlk' /proc/self/status; "
+                           "yes | head -n 2"])
     assert r.status == 0
-    assert r.stdout == b"SigIgn:\t0000000000000000\ny\ny\n"
+    assert r.stdout == b"SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ny\ny\n"
 
 
 def test_attached_stdout_ends_when_the_command_closes_it(make_container) -> None:

@@ -39,6 +39,7 @@ __all__ = ["ContainerActor", "ask"]
 
 log = logging.getLogger("lxactors")
 
+
 def ask(actor: pykka.ActorRef[ContainerActor], method: str, *args: Any) -> pykka.Future[Any]:
     """Ask *actor* to run its *method*: pykka's own ProxyCall message, without
     building a proxy (pykka inspects the whole actor for each one: ~0.5 ms of

@@ -103,7 +103,10 @@ ffibuilder.cdef(_declarations())
 ffibuilder.set_source(
     "lxactors._lxc",
     """
+    #include <poll.h>
+    #include <sched.h>
     #include <stdlib.h>
+    #include <time.h>
     #include <lxc/lxccontainer.h>
     #include <lxc/attach_options.h>
     """ + _sources(),

@@ -366,7 +366,7 @@ class GateHelper(Helper):
 
     def __init__(self) -> None:
         super().__init__((), process_wide=False)
-        #: One inline call at a time (``_proxy.ask_inline``): its answer comes on the socket.
+        #: One inline call at a time (``_gatecall.ask_inline``): its answer comes on the socket.
         self.inline_lock = threading.Lock()
         #: The socket inline calls no longer use (a late answer may still come on it).
         self.inline_off: socket.socket | None = None

@@ -115,15 +115,17 @@ _IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal
 @contextlib.contextmanager
 def _default_signals() -> Iterator[None]:
     """Around liblxc's attach, which forks the command: the default
-    dispositions, in a session of the worker's own (the terminal's ^C is not
+    dispositions and no blocked signal, in a session of the worker's own (the terminal's ^C is not
     for the command).  This worker writes no pipe meanwhile; it gets its own
     dispositions back after."""
     with contextlib.suppress(OSError):
         os.setsid()
     saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in _IGNORED}
+    mask = signal.pthread_sigmask(signal.SIG_SETMASK, [])
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig, handler in saved.items():
             signal.signal(sig, handler)
 

@@ -1,5 +1,5 @@
-"""The helper's end of the launcher (``csrc/launcher.c``): clone, start and
-destroy without a forked Python worker.
+"""The helper's end of the launcher (``csrc/launcher.c``): clone, start,
+destroy and attach without a forked Python worker.
 
 A Python worker costs a fork of the ~16 MB helper, its copy-on-write
 faults and teardown, per request: most of a spawn's time.  The launcher is
@@ -8,20 +8,24 @@ in C still handed its address space to every child and monitor: ~6 ms a
 spawn, ~0.26 MB a monitor).  It forks a small child per request (the
 caller of liblxc's start, so what liblxc moves into the monitor's cgroups,
 and what the monitor is a copy of).  Requests it cannot
-do exactly as the Python ops would (a foreground start, clone hooks) go to
-a worker as before.  ``clone_start`` is a spawn's clone and start in one
-child.
+do exactly as the Python ops would (a foreground start, clone hooks, an
+attach that captures its output or has a timeout) go to a worker as before.
+``clone_start`` is a spawn's clone and start in one child.
 
 Each dispatched request is a :class:`Pending` in the helper's loop: the
-launcher's child writes one line to its result pipe, which the helper turns
-into the reply frame (with liblxc's log lines on failure).
+launcher's child writes a line to its result pipe (an attach two: its pid,
+then its end), which the helper turns into the reply frames (with liblxc's
+log lines on failure).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 
 from lxactors._helper.cgroups import remove_monitor_cgroups
@@ -79,6 +83,8 @@ def _maps_ids(config: str | None) -> bool:
 
 #: Fields the launcher parses at most (csrc/launcher.c's LXA_MAX_FIELDS).
 MAX_FIELDS = 1100
+#: Seconds the launcher program gets to say it serves.
+READY_TIMEOUT = 10.0
 #: A reply frame: ok(value) or error(kind, message, log).
 Frame = tuple[str, object] | tuple[str, str, str, list[str]]
 
@@ -115,7 +121,7 @@ class Pending:
         if not data:
             what = "the end of the attached command" if self.pid else "answering"
             frames.append(error("helper", f"the helper's launcher ended without {what} "
-                                f"({self.op})", []))
+                                f"({self.op} of {self.name})", []))
             return frames, True
         return frames, False
 
@@ -135,6 +141,9 @@ class Pending:
                 status = os.waitstatus_to_exitcode(int(line[1]))
                 return ok({"pid": self.pid, "status": status, "stdout": b"", "stderr": b"",
                            "timed_out": False}), True
+        if line == ["err", "busy"]:
+            return error("helper", f"{self.op} of {self.name}: the helper's launcher already "
+                         "runs as many requests as it may", []), True
         # A clone_start says which half failed ("err clone"; else its start).
         what = {"clone_start": "clone" if line[1:] == ["clone"] else "start"}.get(self.op, self.op)
         err = op_error(f"{what} failed", self.log_path, self.log_offset)
@@ -158,6 +167,8 @@ class Launcher:
         to workers.
         """
         if not os.access(PROGRAM, os.X_OK):
+            print(f"lxactors helper: {PROGRAM} is missing (reinstall lxactors): clone, start "
+                  "and attach go through Python workers", file=sys.stderr)
             return None
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -174,6 +185,19 @@ class Launcher:
             finally:
                 os._exit(5)
         theirs.close()
+        # It says "ready" once it serves: a program that cannot run (its
+        # liblxc gone after an upgrade) ends instead, and workers serve.
+        ready = b""
+        with contextlib.suppress(OSError):
+            if select.select([ours], [], [], READY_TIMEOUT)[0]:
+                ready = ours.recv(16)
+        if ready != b"ready":
+            ours.close()
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)  # reaped by the helper's loop
+            print(f"lxactors helper: {PROGRAM} did not start: clone, start and attach go "
+                  "through Python workers", file=sys.stderr)
+            return None
         return cls(ours, pid)
 
     def close(self) -> None:
@@ -187,7 +211,7 @@ class Launcher:
         if found is None:
             return None
         fields, log_path, offset = found
-        if len(fields) >= MAX_FIELDS or any(b"\0" in f for f in fields):
+        if len(fields) > MAX_FIELDS or any(b"\0" in f for f in fields):
             return None  # the launcher's parser would cut them: a worker's call
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
@@ -217,7 +241,7 @@ class Launcher:
         if extra:
             return None
         if isinstance(req, Start):
-            if not req.daemonize or any(b"\0" in a for a in req.argv or ()):
+            if not req.daemonize:
                 return None  # the worker becomes the monitor: see start._start_foreground
             path = None
             if _maps_ids(req.config):

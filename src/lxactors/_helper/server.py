@@ -3,8 +3,8 @@
 Each request is decoded here, in the loop; a bad one (unknown op, unknown,
 missing or mistyped field, a refused pickle) gets an error reply and the
 loop serves on.  ``register``/``unregister`` are answered in the loop;
-clone, start and destroy go to the launcher (``launcher``: a C process that
-forks a small child per request); every other op runs in a worker forked
+clone, start, destroy and attach go to the launcher (``launcher``: a C
+program that forks a small child per request); every other op runs in a worker forked
 for it, which writes its reply and exits (taking any cgroup membership
 liblxc gave it along).
 
@@ -220,7 +220,7 @@ def _serve_one(sock: socket.socket, launcher: Launcher | None, pending: dict[int
         if req is not None:
             pid = os.fork()
             if pid == 0:
-                # A long-lived worker (attach, console, a foreground monitor)
+                # A long-lived worker (a capturing attach, console, a foreground monitor)
                 # must not keep the launcher's socket open.
                 sock.close()
                 if launcher is not None:

@@ -11,8 +11,8 @@ Both ends decode with :func:`loads`, whose unpickler refuses every global:
 only builtin containers, str, bytes, numbers, bool and None cross, so
 neither end can make the other import or call anything (the helper must be
 safe against a hostile client, issue 16).  The requests themselves, one
-typed dataclass per op, are :mod:`lxactors._helper.protocol`.  Standard
-library only: the helper imports this without pykka.
+typed dataclass per op, are :mod:`lxactors._helper.protocol`.  The standard
+library and the extension only: the helper imports this without pykka.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import pickle
 import select
 import socket
 import struct
-import time
 from typing import Any
+
+from lxactors._ffi import lib
 
 __all__ = [
     "MAX_FDS", "MAX_FRAME", "MAX_REQUEST", "FrameReader", "WireError", "dumps", "encode_frame",
@@ -72,20 +73,17 @@ def recv_fds(sock: socket.socket, size: int, max_fds: int = MAX_FDS) -> tuple[by
 #: How long a side that expects an answer (or the next quick request) soon
 #: polls without sleeping: a sleeping process on an idle CPU of a VM is woken
 #: by an interrupt to the host, which costs more than a quick call's work.
-SPIN_NS = 150_000
+#: 0 where it would only delay the other side: a process on one CPU.
+SPIN_NS = 150_000 if len(os.sched_getaffinity(0)) > 1 else 0
 
 
 def readable(fd: int, timeout_ms: int | None, spin_ns: int = SPIN_NS) -> bool:
     """Whether *fd* becomes readable within *timeout_ms* (None: no limit),
-    polled without sleeping for its first *spin_ns*."""
+    polled without sleeping for its first *spin_ns* (in C: the GIL is free)."""
+    if spin_ns > 0 and lib.lxa_spin_readable(fd, spin_ns):
+        return True
     p = select.poll()
     p.register(fd, select.POLLIN)
-    if spin_ns > 0:
-        end = time.perf_counter_ns() + spin_ns
-        while time.perf_counter_ns() < end:
-            if p.poll(0):
-                return True
-            os.sched_yield()  # a process waiting for this CPU runs first
     return bool(p.poll(timeout_ms))
 
 

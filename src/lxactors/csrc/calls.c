@@ -17,3 +17,28 @@ static const char *lxa_config_item(struct lxc_container *c, const char *key)
 	lxa_item[n] = '\0';  /* not every getter writes an empty value's NUL */
 	return lxa_item;
 }
+
+/* Whether FD becomes readable within SPIN_NS, polled without sleeping and
+ * yielding the CPU between polls: 1 if so, else 0.  In C, not Python, so
+ * the GIL stays released the whole time (cffi) and a thread waiting for it
+ * runs; the caller sleeps in Python's poll after (signals handled there). */
+static int lxa_spin_readable(int fd, long long spin_ns)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct timespec now, end;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += (time_t)(spin_ns / 1000000000);
+	end.tv_nsec += (long)(spin_ns % 1000000000);
+	if (end.tv_nsec >= 1000000000) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000;
+	}
+	do {
+		if (poll(&p, 1, 0) > 0)
+			return 1;
+		sched_yield();
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while (now.tv_sec < end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec < end.tv_nsec));
+	return 0;
+}

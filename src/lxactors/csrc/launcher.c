@@ -1,5 +1,5 @@
-/* The launcher: the helper's small C program that runs clone, start and
- * destroy without forking a Python interpreter.
+/* The launcher: the helper's small C program that runs clone, start,
+ * destroy and attach without forking a Python interpreter.
  *
  * The helper execs it once, as "lxa-launcher FD" (FD: its end of a
  * SOCK_SEQPACKET pair), so the launcher, each request's child and every
@@ -9,22 +9,27 @@
  * setup.py links it against liblxc next to the helper's modules.
  * Ops: clone, start, clone_start (a spawn's clone and start), destroy,
  * attach (on the fds sent along; capture stays with the Python worker).
- * For each request it forks a child that makes the liblxc call and writes
- * one result line to the pipe sent along: "ok PID" or "err" ("err clone":
- * a clone_start's clone failed, not its start).
+ * It says "ready" on its socket once it serves.  For each request it forks
+ * a child that makes the liblxc call and writes one result line to the
+ * pipe sent along: "ok PID" or "err" ("err clone": a clone_start's clone
+ * failed, not its start); an attach writes "pid PID", then "exit STATUS".
  * liblxc moves the caller of a daemonized start into the monitor's cgroups:
  * the caller is the child, which exits at once; each reaped child is
  * reported to the helper ("reaped OP NAME"), which removes the monitor
  * cgroups a monitor that ended first could not.
  *
  * Request: one SOCK_SEQPACKET message of NUL-terminated fields (op first),
- * with the result pipe's write end by SCM_RIGHTS.  Optional strings are ""
- * for NULL and "+value" otherwise.
+ * with the result pipe's write end by SCM_RIGHTS (and, for an attach, the
+ * command's stdin, stdout and stderr after it).  Optional strings are ""
+ * for NULL and "+value" otherwise; a malformed request is answered "err",
+ * one for which no child is free "err busy".
  */
 
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +46,7 @@
 #define LXA_MAX_FIELDS 1100
 #define LXA_MAX_REQ (1 << 20)
 #define LXA_MAX_CHILDREN 4096
+#define LXA_RESERVED_CHILDREN 256  /* of them, not for attach */
 
 static int lxa_sigpipe[2] = {-1, -1};
 
@@ -55,6 +61,37 @@ static void lxa_on_child(int sig)
 static const char *lxa_opt(const char *s)
 {
 	return (s && s[0] == '+') ? s + 1 : NULL;
+}
+
+/* A number field: whole, in [lo, hi]; else 0 (the request is refused). */
+static int lxa_num(const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return 0;
+	*out = v;
+	return 1;
+}
+
+/* A child's signals as a program's: the defaults and no mask, not the
+ * launcher's handler and ignored ^C, hangup and SIGPIPE; and a session of
+ * its own, so the terminal's ^C reaches nothing it starts. */
+static void lxa_default_signals(void)
+{
+	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
+	sigset_t none;
+
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setsid();
 }
 
 static void lxa_result(int fd, const char *text)
@@ -95,7 +132,6 @@ static struct lxc_container *lxa_handle(const char *name, const char *path,
 static int lxa_do_start(char **f, int n)
 {
 	/* start name path +config +log useinit close_all_fds +PATH has_argv argv... */
-	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
 	struct lxc_container *c;
 	const char *path_env;
 	char **argv = NULL;
@@ -103,10 +139,7 @@ static int lxa_do_start(char **f, int n)
 
 	if (n < 9)
 		return -1;
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-	/* A session of its own: the terminal's ^C must not reach a start half done. */
-	setsid();
+	lxa_default_signals();  /* the terminal's ^C must not reach a start half done */
 	path_env = lxa_opt(f[7]);
 	if (path_env)
 		setenv("PATH", path_env, 1);
@@ -131,8 +164,9 @@ static int lxa_do_clone(char **f, int n)
 	const char *logfile;
 	char *cur;
 	int len;
+	long long flags, newsize;
 
-	if (n < 11)
+	if (n < 11 || !lxa_num(f[7], 0, INT_MAX, &flags) || !lxa_num(f[10], 0, LLONG_MAX, &newsize))
 		return -1;
 	logfile = lxa_opt(f[4]);
 	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), logfile);
@@ -153,8 +187,8 @@ static int lxa_do_clone(char **f, int n)
 		}
 		free(cur);
 	}
-	c2 = c->clone(c, f[5], lxa_opt(f[6]), atoi(f[7]), lxa_opt(f[8]), lxa_opt(f[9]),
-		      strtoull(f[10], NULL, 10), NULL);
+	c2 = c->clone(c, f[5], lxa_opt(f[6]), (int)flags, lxa_opt(f[8]), lxa_opt(f[9]),
+		      (uint64_t)newsize, NULL);
 	lxc_container_put(c);
 	if (!c2)
 		return -1;
@@ -170,20 +204,16 @@ static int lxa_do_clone_start(char **f, int n)
 {
 	/* clone_start name path +log base useinit close_all_fds +PATH nitems
 	 * (key +value)... has_argv argv...  (an item without a value is cleared) */
-	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
 	struct lxc_container *base, *c;
 	const char *logfile, *path_env;
 	char **argv = NULL;
 	int nitems, ok, pid;
+	long long count;
 
-	if (n < 10)
+	if (n < 10 || !lxa_num(f[8], 0, (n - 10) / 2, &count))
 		return -1;
-	nitems = atoi(f[8]);
-	if (nitems < 0 || nitems > (n - 10) / 2)
-		return -1;
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-	setsid();  /* as lxa_do_start */
+	nitems = (int)count;
+	lxa_default_signals();  /* as lxa_do_start */
 	path_env = lxa_opt(f[7]);
 	if (path_env)
 		setenv("PATH", path_env, 1);
@@ -271,40 +301,42 @@ static int lxa_do_attach(char **f, int n, int result, const int *std)
 {
 	/* attach name path +config +log flags namespaces +cwd uid gid clear_env
 	 * nenv env... ngroups group... argv... */
-	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
+	static const int ignored[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE};
 	lxc_attach_options_t opts = LXC_ATTACH_OPTIONS_DEFAULT;
 	lxc_attach_command_t cmd;
 	struct lxc_container *c;
 	static gid_t groups[LXA_MAX_FIELDS];
 	char line[80];
 	int i = 12, nenv, ngroups, gate[2], ret, status = 0;
+	long long flags, ns, uid, gid, count;
 	pid_t pid = -1;
 
-	if (n < 14)
+	if (n < 14 || !lxa_num(f[5], 0, INT_MAX, &flags) || !lxa_num(f[6], -1, INT_MAX, &ns) ||
+	    !lxa_num(f[8], -1, UINT32_MAX - 1, &uid) || !lxa_num(f[9], -1, UINT32_MAX - 1, &gid) ||
+	    !lxa_num(f[11], 0, n - 14, &count))
 		return -1;
-	nenv = atoi(f[11]);
-	if (nenv < 0 || nenv > n - 14)
-		return -1;
+	nenv = (int)count;
 	char **env = &f[i];
 	i += nenv;
-	ngroups = atoi(f[i]);
-	f[i++] = NULL;  /* ends env */
-	if (ngroups < -1 || ngroups > n - i - 1)
+	if (!lxa_num(f[i], -1, n - i - 2, &count))
 		return -1;
-	for (int k = 0; k < ngroups; k++)
-		groups[k] = (gid_t)strtoul(f[i++], NULL, 10);
-	for (size_t k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++)
-		signal(sigs[k], SIG_DFL);
-	setsid();  /* as lxa_do_start: the terminal's ^C is not for the command */
+	ngroups = (int)count;
+	f[i++] = NULL;  /* ends env */
+	for (int k = 0; k < ngroups; k++) {
+		if (!lxa_num(f[i++], 0, UINT32_MAX - 1, &count))
+			return -1;
+		groups[k] = (gid_t)count;
+	}
+	lxa_default_signals();
 	c = lxa_handle(f[1], f[2], lxa_opt(f[3]), lxa_opt(f[4]));
 	if (!c)
 		return -1;
-	opts.attach_flags = LXC_ATTACH_DEFAULT | (int)strtol(f[5], NULL, 10);
-	opts.namespaces = (int)strtol(f[6], NULL, 10);
+	opts.attach_flags = LXC_ATTACH_DEFAULT | (int)flags;
+	opts.namespaces = (int)ns;
 	opts.personality = LXC_ATTACH_DETECT_PERSONALITY;
 	opts.initial_cwd = (char *)lxa_opt(f[7]);
-	opts.uid = (uid_t)strtoll(f[8], NULL, 10);
-	opts.gid = (gid_t)strtoll(f[9], NULL, 10);
+	opts.uid = (uid_t)uid;  /* -1: 0xFFFFFFFF, liblxc's "unset" */
+	opts.gid = (gid_t)gid;
 	opts.env_policy = f[10][0] == '1' ? LXC_ATTACH_CLEAR_ENV : LXC_ATTACH_KEEP_ENV;
 	opts.extra_env_vars = nenv ? env : NULL;
 	if (ngroups >= 0) {
@@ -333,11 +365,17 @@ static int lxa_do_attach(char **f, int n, int result, const int *std)
 		close(gate[0]);
 		return -1;
 	}
+	/* The command has its dispositions; this waiter must outlive a helper
+	 * that stopped reading (its lines then go nowhere) and reap it. */
+	for (size_t k = 0; k < sizeof(ignored) / sizeof(ignored[0]); k++)
+		signal(ignored[k], SIG_IGN);
 	lxa_wait_exec(gate[0]);
 	snprintf(line, sizeof(line), "pid %d\n", (int)pid);
 	lxa_result(result, line);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	while ((ret = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
 		;
+	if (ret != pid)
+		return -1;  /* "err" after "pid": the end is unknown */
 	snprintf(line, sizeof(line), "exit %d\n", status);
 	lxa_result(result, line);
 	return 0;
@@ -348,9 +386,15 @@ static void lxa_child(int sock, int result, char **f, int n, const int *std, int
 	char line[64];
 	int value = -1;
 
+	/* Not the launcher's handler: it would write to lxa_sigpipe's numbers,
+	 * which liblxc may reuse for its own fds once they are closed here. */
+	signal(SIGCHLD, SIG_DFL);
 	close(sock);
 	close(lxa_sigpipe[0]);
 	close(lxa_sigpipe[1]);
+	if (strcmp(f[0], "attach") != 0)
+		for (int i = 0; i < nstd; i++)
+			close(std[i]);  /* only an attach's command gets fds */
 	if (strcmp(f[0], "attach") == 0) {
 		/* Its own lines ("pid", then "exit"); only a failure is said here. */
 		if (nstd == 3 && lxa_do_attach(f, n, result, std) == 0)
@@ -426,6 +470,8 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	if (send(sock, "ready", 5, MSG_NOSIGNAL) != 5)
+		_exit(0);  /* the helper is gone */
 
 	for (;;) {
 		struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = lxa_sigpipe[0], .events = POLLIN}};
@@ -472,6 +518,13 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 				close(std[i]);
 			continue;
 		}
+		if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {  /* cut: never run part of one */
+			lxa_result(result, "err\n");
+			close(result);
+			for (int i = 0; i < nstd; i++)
+				close(std[i]);
+			continue;
+		}
 		buf[got] = '\0';
 		int n = 0;
 		for (char *s = buf; s < buf + got && n < LXA_MAX_FIELDS; s += strlen(s) + 1)
@@ -484,14 +537,22 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 				close(std[i]);
 			continue;
 		}
-		int slot = -1;
-		for (int i = 0; i < LXA_MAX_CHILDREN; i++)
-			if (kids[i].pid == 0) { slot = i; break; }
+		/* Attached commands may run for long: they leave room for starts. */
+		int slot = -1, free_slots = 0;
+		for (int i = 0; i < LXA_MAX_CHILDREN; i++) {
+			if (kids[i].pid != 0)
+				continue;
+			if (slot < 0)
+				slot = i;
+			free_slots++;
+		}
+		if (strcmp(fields[0], "attach") == 0 && free_slots <= LXA_RESERVED_CHILDREN)
+			slot = -1;
 		pid_t pid = slot < 0 ? -1 : fork();
 		if (pid == 0)
 			lxa_child(sock, result, fields, n, std, nstd);
 		if (pid < 0) {
-			lxa_result(result, "err\n");
+			lxa_result(result, slot < 0 ? "err busy\n" : "err\n");
 		} else {
 			size_t len = strlen(fields[0]) + strlen(fields[1]) + 2;
 			kids[slot].what = malloc(len);
