@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 import tty
 from typing import Any
 
@@ -38,6 +39,9 @@ from lxactors.liblxc import Container, config_item_is_supported, default_lxcpath
 __all__ = ["ContainerActor", "ask"]
 
 log = logging.getLogger("lxactors")
+
+#: Seconds a spawn waits for a console tty its last holder is letting go.
+CONSOLE_BUSY_WAIT = 2.0
 
 
 def ask(actor: pykka.ActorRef[ContainerActor], method: str, *args: Any) -> pykka.Future[Any]:
@@ -245,7 +249,18 @@ class ContainerActor(pykka.ThreadingActor):
         assert self.handle is not None
         ttynum = self.options.console_tty
         assert ttynum is not None
-        cfd = self.handle.console_getfd(ttynum)
+        # The tty's last holder (an owner that just ended) may still be
+        # letting it go: its fds are closed by the console thread, and the
+        # monitor frees the tty when it sees them closed.
+        deadline = time.monotonic() + CONSOLE_BUSY_WAIT
+        while True:
+            try:
+                cfd = self.handle.console_getfd(ttynum)
+                break
+            except LxcError:
+                if time.monotonic() > deadline or not self.handle.is_running():
+                    raise
+                time.sleep(0.02)
         if ttynum == 0:
             # liblxc relays /dev/console through a second pty; raw mode on
             # it passes the container's bytes through unchanged.
