@@ -293,7 +293,9 @@ def test_loop_stays_responsive_while_20_containers_spawn_and_stream(
     assert all(c >= lines for c in counts), counts
     assert len(late) > 20
     # A spawn run on the loop would hold it for 20 spawns in a row (> 300 ms).
-    assert max(late) < 0.050 + noise, (
+    # Below that, the loop's thread waits for the GIL among 20 streams' threads
+    # on two CPUs: 109 ms once, with 42 ms of noise in a process of its own.
+    assert max(late) < 0.100 + noise, (
         f"ticker late by {max(late) * 1000:.1f} ms (of {len(late)} ticks; "
         f"{noise * 1000:.1f} ms in a process of its own)")
     assert not ours(lxcpath)
