@@ -298,18 +298,8 @@ def test_process_cgroups_do_not_change_on_start(make_container) -> None:
         assert f.read() == helper_before  # the helper's workers absorb the move
 
 
-def _fd_targets(pid: int) -> dict[int, str]:
-    d = f"/proc/{pid}/fd"
-    return {int(fd): os.readlink(os.path.join(d, fd)) for fd in os.listdir(d)}
-
-
-def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
 def test_the_launcher_is_a_program_of_its_own_holding_none_of_the_helpers_fds(
-        make_container) -> None:
+        make_container, lxcpath) -> None:
     """The helper execs its launcher: each start's caller and each [lxc monitor] are forks
     of that small C program, not of the Python helper (its pages and page tables), and
     none of the helper's fds (the client's socket, the owner's pidfd) reach them."""
@@ -317,11 +307,10 @@ def test_the_launcher_is_a_program_of_its_own_holding_none_of_the_helpers_fds(
     helper_pid = helper().pid
     assert helper_pid is not None
     program = os.path.realpath(launcher.PROGRAM)
-    monitor = _parent(c.init_pid())
-    assert os.readlink(f"/proc/{monitor}/exe") == program
+    assert os.readlink(f"/proc/{monitor_of(c, lxcpath)}/exe") == program
     launchers = [p for p in _children(helper_pid) if os.readlink(f"/proc/{p}/exe") == program]
     assert len(launchers) == 1
-    theirs, ours = _fd_targets(launchers[0]), _fd_targets(helper_pid)
+    theirs, ours = fd_targets(launchers[0]), fd_targets(helper_pid)
     held = {t for fd, t in theirs.items() if fd > 2}
     assert sum(t.startswith("socket:") for t in held) == 1  # its end of the pair
     assert not held & {t for fd, t in ours.items() if fd > 2}
@@ -332,9 +321,9 @@ def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         try:
-            if entry.isdigit() and _parent(int(entry)) == pid:
+            if entry.isdigit() and int(status_field(entry, "PPid")) == pid:
                 found.append(int(entry))
-        except (FileNotFoundError, ProcessLookupError):
+        except (FileNotFoundError, KeyError, ProcessLookupError):
             continue  # ended while listed
     return found
 
