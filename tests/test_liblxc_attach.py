@@ -9,6 +9,8 @@ The containers come from ``make_container`` (overlay snapshots of the session's 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -145,6 +147,49 @@ def test_an_attached_command_gets_default_signals_in_a_session_of_its_own(
                            "yes | head -n 2"])
     assert r.status == 0
     assert r.stdout == b"SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ny\ny\n"
+
+
+#: A user's process that ignores what a shell's `&` makes it ignore (and a
+#: signal of its own choosing), then starts a container and runs commands in
+#: it by every path: lxc-start, in-process start, attach() in the launcher,
+#: attach_run_wait in a worker.  It prints what each of them ignores.
+_IGNORING_USER = """
+import os, signal, sys
+for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
+    signal.signal(sig, signal.SIG_IGN)
+from lxactors import liblxc
+def ignored(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(ln.split()[1] for ln in f if ln.startswith("SigIgn:"))
+with liblxc.Container(sys.argv[1], sys.argv[2]) as c:
+    for close_all_fds in (True, False):
+        c.want_close_all_fds(close_all_fds)
+        c.start(argv=["/bin/sleep", "1000"])
+        print("init", ignored(c.init_pid()))
+        a = c.attach(["/bin/sleep", "1000"])
+        print("attach", ignored(a.pid))
+        os.kill(a.pid, 9)
+        a.wait(30)
+        # busybox sh ignores SIGQUIT itself, and restores what it inherited for
+        # a command it forks, or one it is told to exec.
+        r = c.attach_run_wait(["/bin/sh", "-c", "exec grep SigIgn /proc/self/status"])
+        print("attach_run_wait", r.stdout.split()[1].decode())
+        c.stop()
+"""
+
+
+def test_no_child_inherits_what_the_users_process_ignores(make_container) -> None:
+    """An ignored signal stays ignored across fork and exec: were the helper to
+    pass on its user's (a shell's `&` ignores SIGINT and SIGQUIT), a container's
+    init or command could not be stopped as its own programs expect."""
+    c = make_container()
+    r = subprocess.run([sys.executable, "-c", _IGNORING_USER, c.name, c.get_config_path()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    zero = "0000000000000000"
+    assert r.stdout.split("\n") == [f"{what} {zero}" for what in ("init", "attach",
+                                     "attach_run_wait") * 2] + [""], r.stdout
+    assert not c.is_running()
 
 
 def test_attached_stdout_ends_when_the_command_closes_it(make_container) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lxactors._ffi import ffi, lib
+from lxactors._helper import signals
 from lxactors._helper.handle import Handle, c_argv, c_str
 from lxactors._helper.protocol import Attach
 from lxactors._helper.wire import (
@@ -107,11 +108,6 @@ def op_attach(req: Attach, fds: list[int], reply: int) -> object:
             "timed_out": timed_out}
 
 
-#: What the helper ignores (the user's ^C, hangups, broken pipes) that a
-#: command must not inherit (as the launcher's attach: csrc/launcher.c).
-_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ)
-
-
 @contextlib.contextmanager
 def _default_signals() -> Iterator[None]:
     """Around liblxc's attach, which forks the command: the default
@@ -120,7 +116,7 @@ def _default_signals() -> Iterator[None]:
     dispositions back after."""
     with contextlib.suppress(OSError):
         os.setsid()
-    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in _IGNORED}
+    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in signals.ignored()}
     mask = signal.pthread_sigmask(signal.SIG_SETMASK, [])
     try:
         yield

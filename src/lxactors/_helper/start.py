@@ -19,7 +19,7 @@ from typing import Any
 
 from lxactors import _errlog, _userns
 from lxactors._ffi import ffi, lib
-from lxactors._helper import host
+from lxactors._helper import host, signals
 from lxactors._helper.cgroups import leave_monitor_cgroups, own_cgroups, remove_monitor_cgroups
 from lxactors._helper.handle import (
     Handle,
@@ -199,18 +199,14 @@ def op_clone_start(req: CloneStart, fds: list[int], reply: int) -> object:
         lib.lxc_container_put(c)
 
 
-#: Ignored here (Python ignores SIGPIPE and SIGXFSZ; the helper SIGHUP,
-#: SIGINT and SIGTERM), and an ignored signal stays ignored across fork and
-#: exec: the monitor and the container's init would inherit that.
-_RESET_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ)
-
-
 def _default_signals() -> None:
-    """Default dispositions, in a session of our own: the terminal's ^C and
-    hangups, which the helper ignores, must not reach a start half done."""
+    """Default dispositions and no mask, in a session of our own: the
+    terminal's ^C and hangups, which the helper ignores, must not reach a
+    start half done, nor the container inherit them."""
     os.setsid()
-    for sig in _RESET_SIGNALS:
+    for sig in signals.ignored():
         signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _can_use_lxc_start(h: Handle, req: Start, close_all_fds: bool, useinit: int) -> bool:
@@ -245,7 +241,8 @@ def _start_with_lxc_start(h: Handle, req: Start) -> bool | None:
     devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:
         pid = os.posix_spawn(lxc_start, cmd, dict(os.environ), file_actions=devnull,
-                             setsigdef=_RESET_SIGNALS, setsid=True)  # as _default_signals
+                             setsigdef=signals.ignored(), setsigmask=(),
+                             setsid=True)  # as _default_signals
     except OSError:
         return None
     _, status = os.waitpid(pid, 0)

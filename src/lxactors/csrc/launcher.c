@@ -80,15 +80,16 @@ static int lxa_num(const char *s, long long lo, long long hi, long long *out)
 }
 
 /* A child's signals as a program's: the defaults and no mask, not the
- * launcher's handler and ignored ^C, hangup and SIGPIPE; and a session of
- * its own, so the terminal's ^C reaches nothing it starts. */
+ * launcher's handler, its ignored ^C, hangup and SIGPIPE, nor what whoever
+ * started the user's process ignored (a shell's `&` ignores SIGQUIT); and a
+ * session of its own, so the terminal's ^C reaches nothing it starts.
+ * (lxactors/_helper/signals.py is the same for the helper's children.) */
 static void lxa_default_signals(void)
 {
-	static const int sigs[] = {SIGHUP, SIGINT, SIGTERM, SIGPIPE, SIGXFSZ, SIGCHLD};
 	sigset_t none;
 
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);  /* EINVAL for SIGKILL, SIGSTOP, libc's own */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();
