@@ -11,11 +11,12 @@ lxactors' supervisor applies each container's policy.  If the agent itself
 is killed, lxactors' helper on this node sees its end and applies the same
 table, as it does for any process.
 
-A spawn is one streaming call: its first item is the container's id, the
-rest are its messages:
-console bytes merged into batches of up to ``BATCH`` bytes (see ``_outbox``), at most
-``BACKPRESSURE`` batches ahead of the consumer, so a stalled owner stops the
-pty (memory bounded, nothing dropped).
+A spawn is one streaming call: its one item is the container's id and where
+to read its messages (see ``_relay``: a connection of the owner's own, the
+console bytes merged into batches of up to ``BATCH`` bytes by ``_outbox``,
+TCP's flow control the backpressure, so a stalled owner stops the pty:
+memory bounded, nothing dropped); the call stays open until the stream ends,
+and its failure tells the owner that the node or agent is lost.
 """
 
 from __future__ import annotations
@@ -32,24 +33,18 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import lxactors
+from lxactors.cluster import _relay
 from lxactors.cluster._outbox import Outbox
 
-__all__ = ["Agent", "agent", "AGENT_NAMESPACE", "BATCH", "BACKPRESSURE", "PATH_ENV", "POOL_ENV",
-           "POOL_SIZE", "WINDOW"]
+__all__ = ["Agent", "agent", "AGENT_NAMESPACE", "BATCH", "PATH_ENV", "POOL_ENV", "POOL_SIZE",
+           "WINDOW"]
 
 log = logging.getLogger("lxactors")
 
 #: Ray namespace of the agents (named ``lxactors-agent-<node id>``).
 AGENT_NAMESPACE = "lxactors"
-#: Console bytes per streamed batch, at most (each item costs about half a millisecond
-#: of CPU and a dozen thread wake-ups on each end: 64 KiB batches ran at 0.5-0.7x local
-#: console speed; 512 KiB cost the driver a third fewer wake-ups per MB than 256 KiB).
+#: Console bytes per batch, at most: one frame, one write (see ``_relay``).
 BATCH = 512 * 1024
-#: Batches a container's stream may run ahead of its owner (2 x 512 KiB: 1 MiB at most).
-BACKPRESSURE = 2
-#: The largest stream item Ray sends inline with its reply: Ray's default (100 KiB) would
-#: put each batch through the object store, 6x slower.
-INLINE = 1 << 20
 #: The console window of the agent's own containers, unless the spawn sets ``window``:
 #: large enough for a batch to fill before the pty is paused.
 WINDOW = 2 * BATCH
@@ -67,10 +62,10 @@ STREAM_THREADS = 1024
 #: How often an idle stream checks that its container and owner still exist.
 IDLE_CHECK = 0.5
 #: A console read at least this large means bulk output: the batch waits up to
-#: ``LINGER`` s for more (a pty gives about 4 KiB per read, and a streamed item
-#: costs about half a millisecond on each end); smaller reads (typing, prompts) go at once.
+#: ``LINGER`` s for more (a pty gives about 4 KiB per read); smaller reads (typing,
+#: prompts) go at once.
 BULK = 2048
-LINGER = 0.008
+LINGER = 0.002
 
 
 @dataclass(eq=False)
@@ -78,6 +73,13 @@ class _Held:
     ref: lxactors.ContainerRef
     outbox: Outbox
     lease: str
+    writer: _relay.Writer | None = None
+
+    def close(self) -> None:
+        """No more messages to the owner: lxactors applies the container's policy."""
+        self.outbox.close()
+        if self.writer is not None:
+            self.writer.close()  # a write waiting for the owner returns
 
 
 class _AgentOwner(lxactors.Owner):
@@ -111,6 +113,9 @@ class Agent:
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
         self._leases: dict[str, _LeaseWatch] = {}
+        address = next(n["NodeManagerAddress"] for n in ray.nodes()  # type: ignore[no-untyped-call]
+                       if n["NodeID"] == self.node_id)
+        self._listener = _relay.Listener(address)
         size = int(os.environ.get(POOL_ENV) or POOL_SIZE)
         where: dict[str, Any] = {"path": self.path} if self.path else {}
         self._pool = None if size <= 0 else lxactors.Pool(
@@ -140,7 +145,7 @@ class Agent:
             log.info("owner lease %s ended: applying the policies of %s", lease_id,
                      ", ".join(h.ref.name for h in held))
         for h in held:
-            h.outbox.close()
+            h.close()
 
     def _get(self, cid: str, operation: str) -> _Held:
         with self._lock:
@@ -205,7 +210,7 @@ class Agent:
         with self._lock:
             held = self._held.get(cid)
         if held is not None:
-            held.outbox.close()
+            held.close()
 
     def exit(self, cid: str, reason: str, timeout: float) -> lxactors.ContainerExited | None:
         return lxactors.exit(self._get(cid, "exit").ref, reason, timeout)
@@ -236,31 +241,47 @@ class Agent:
 
     # ------------------------------------------------------------------ messages
 
-    @ray.method(num_returns="streaming", concurrency_group="stream",
-                _generator_backpressure_num_objects=BACKPRESSURE)
+    @ray.method(num_returns="streaming", concurrency_group="stream")
     def spawn(self, lease_id: str, lease: Any, name: str, options: dict[str, Any],
-              pooled: bool = True) -> Iterator[tuple[str, str, str] | list[lxactors.Message]]:
-        """``lxactors.spawn`` here, and the container's messages: one streamed call.
+              pooled: bool = True) -> Iterator[tuple[str, str, str, tuple[str, int], bytes]]:
+        """``lxactors.spawn`` here; its messages go to the connection the owner opens.
 
-        The first item is ``(id, name, lxcpath)`` (or the spawn's exception);
-        then the container's messages, in order, in batches, until the
-        container or its owner ends.  One call, not a spawn call and then a
-        stream call: an empty agent call costs the caller about 0.4 ms of CPU
-        and 7 thread wake-ups, the agent 0.5 ms and 10.
+        The one item is ``(id, name, lxcpath, address, token)`` (or the
+        spawn's exception); the call then runs until the container or its
+        owner ends, writing the container's messages, in order, in batches.
+        One call, not a spawn call and then a stream call: an empty agent
+        call costs the caller about 0.4 ms of CPU and 7 thread wake-ups, the
+        agent 0.5 ms and 10.
         """
         cid, held = self._spawn(lease_id, lease, name, options, pooled)
         outbox, ref = held.outbox, held.ref
+        token = self._listener.expect()
         try:
-            yield cid, ref.name, ref.path
-            while True:
-                batch = outbox.take(IDLE_CHECK)
-                if batch:
-                    yield batch
-                elif not (outbox.alive() and ref.alive):
-                    rest = outbox.take(0)
-                    if rest:
-                        yield rest
-                    return
+            yield cid, ref.name, ref.path, self._listener.address, token
+            writer = self._listener.connection(token)
+            if writer is None:
+                log.warning("the owner of %s never connected for its messages", ref.name)
+                held.close()
+                return
+            held.writer = writer
+            if not outbox.alive():  # the owner went while it connected
+                writer.close()
+                return
+            try:
+                while True:
+                    batch = outbox.take(IDLE_CHECK)
+                    if batch:
+                        writer.send(batch)
+                    elif not (outbox.alive() and ref.alive):
+                        rest = outbox.take(0)
+                        if rest:
+                            writer.send(rest)
+                        writer.end()
+                        return
+            except OSError:  # the owner's process closed its end: it takes no more messages
+                held.close()
+            finally:
+                writer.close()
         finally:
             if not ref.alive or not outbox.alive():
                 self._forget(cid)
@@ -286,10 +307,7 @@ def agent(node_id: str) -> Any:
                 # Ray kills a worker's children when it exits: not lxactors' helper, which
                 # must outlive the agent to apply the policies (it ignores the SIGTERM Ray
                 # sends to a dead worker's process group).
-                # A batch is inlined in the stream's reply only up to this size (Ray's
-                # default, 100 KiB, puts a 512 KiB batch in the object store: 6x slower).
-                runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0",
-                                          "RAY_max_direct_call_object_size": str(INLINE)}},
+                runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}},
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             ).remote()
         return handle

@@ -18,6 +18,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from lxactors import ConsoleOutput, ContainerExited, GaveUp, LxcError, Message, liblxc
 from lxactors._owner import calling_actor
+from lxactors.cluster import _relay
 from lxactors.cluster._agent import agent
 from lxactors.cluster._lease import forget, lease
 from lxactors.cluster._place import choose
@@ -93,7 +94,7 @@ class RemoteRef:
     """
 
     def __init__(self, cid: str, name: str, path: str, node: str, agent: Any,
-                 owner: pykka.ActorRef[Any] | None, stream: Any) -> None:
+                 owner: pykka.ActorRef[Any] | None, stream: Any, reader: _relay.Reader) -> None:
         self.cid = cid
         self.name = name
         self.path = path
@@ -103,9 +104,13 @@ class RemoteRef:
         self._q: queue.Queue[list[Message] | None] = queue.Queue(maxsize=2)
         self._batch: deque[Message] = deque()
         self._ended = threading.Event()
-        self._stream = stream  # the spawn's call: its first item (the id) is already read
+        self._stream = stream  # the spawn's call: its one item (the id) is already read
+        self._reader = reader
+        self._lost: str | None = None
         self._pump = threading.Thread(target=self._run, name=f"lxactors-cluster-{name}", daemon=True)
         self._pump.start()
+        threading.Thread(target=self._watch_call, name=f"lxactors-cluster-{name}-call",
+                         daemon=True).start()
 
     @property
     def alive(self) -> bool:
@@ -114,28 +119,40 @@ class RemoteRef:
 
     # ------------------------------------------------------------------ messages
 
+    def _watch_call(self) -> None:
+        """The spawn's call ends with the stream; if it fails, the node or agent is lost,
+        though no connection reset may ever come: the stream is cut."""
+        try:
+            for _ in self._stream:
+                pass
+        except RayError as exc:
+            self._lost = f"{type_name(exc)}: {exc}"
+            self._reader.interrupt()
+
     def _run(self) -> None:
         ended = False  # the last message said the container ended (exited, or gave up)
+        reason = ""
         try:
-            for item in self._stream:
-                batch = ray.get(item)
-                for m in batch:
-                    if not isinstance(m, ConsoleOutput):
-                        ended = isinstance(m, (ContainerExited, GaveUp))
+            for m in self._reader.messages(self.name):
+                if not isinstance(m, ConsoleOutput):
+                    ended = isinstance(m, (ContainerExited, GaveUp))
                 if self.owner is None:
-                    self._q.put(batch)
-                elif not self._tell(batch):
+                    self._q.put([m])
+                elif not self._tell([m]):
                     return
             if not ended:  # the agent went away cleanly (its node shutting down) mid-stream
-                raise RayError(f"the stream of {self.name} ended before the container did")
-        except RayError as exc:
-            log.info("container %s on node %s lost: %s", self.name, self.node, exc)
-            lost: list[Message] = [ContainerExited(self.name, "lost")]
-            if self.owner is None:
-                self._q.put(lost)
-            else:
-                self._tell(lost)
+                reason = "the stream ended before the container did"
+        except ConnectionError as exc:
+            reason = self._lost or str(exc)
         finally:
+            self._reader.close()
+            if reason:
+                log.info("container %s on node %s lost: %s", self.name, self.node, reason)
+                lost: list[Message] = [ContainerExited(self.name, "lost")]
+                if self.owner is None:
+                    self._q.put(lost)
+                else:
+                    self._tell(lost)
             self._ended.set()
             if self.owner is None:
                 self._q.put(None)
@@ -265,11 +282,17 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
     lease_id, lease_handle = lease(node_id)
     try:
         stream = handle.spawn.remote(lease_id, lease_handle, name, options, pool)
-        cid, real_name, path = _first(name or None, stream, CALL_TIMEOUT)
+        cid, real_name, path, address, token = _first(name or None, stream, CALL_TIMEOUT)
     except LxcError:
         forget(node_id)  # a lost node's lease is not reused
         raise
-    ref = RemoteRef(cid, real_name, path, node_id, handle, who, stream)
+    try:
+        reader = _relay.connect(tuple(address), token)
+    except OSError as exc:
+        handle.release.remote(cid)  # its policy applies: no owner reads it
+        raise LxcError(real_name, "spawn", f"its messages cannot be read from node {node_id} "
+                       f"at {address[0]}:{address[1]}: {exc}") from exc
+    ref = RemoteRef(cid, real_name, path, node_id, handle, who, stream, reader)
     if who is not None:
         _watch(ref)
     return ref
