@@ -63,20 +63,24 @@ def test_a_stream_cut_before_its_end_is_an_error(listener: _relay.Listener) -> N
 
 
 def test_a_connection_without_the_token_reads_nothing(listener: _relay.Listener) -> None:
+    def refused(token: bytes) -> None:
+        reader = _relay.connect(listener.address, token)
+        with pytest.raises(ConnectionError, match="ended before"):
+            list(reader.messages(C))
+        reader.close()
+
     token = listener.expect()
-    with pytest.raises(ConnectionError):
-        _relay.connect(listener.address, secrets.token_bytes(_relay.TOKEN_BYTES))
-    with pytest.raises(ConnectionError):
-        _relay.connect(listener.address, token[:-1] + bytes([token[-1] ^ 1]))
+    refused(secrets.token_bytes(_relay.TOKEN_BYTES))
+    refused(token[:-1] + bytes([token[-1] ^ 1]))
     assert listener.connection(token, 0.2) is None  # the stream's own never came
     # A token is good for one connection only.
     token = listener.expect()
     t = threading.Thread(target=listener.connection, args=(token, 10))
     t.start()
-    _relay.connect(listener.address, token).close()
+    first = _relay.connect(listener.address, token)
     t.join(10)
-    with pytest.raises(ConnectionError):
-        _relay.connect(listener.address, token)
+    refused(token)
+    first.close()
 
 
 def test_the_writer_waits_for_a_stalled_reader_and_nothing_is_lost(

@@ -156,20 +156,17 @@ class Writer:
 
 
 def connect(address: tuple[str, int], token: bytes, timeout: float = CONNECT_TIMEOUT) -> Reader:
-    """The owner's end of one stream: connected, the agent's hello read."""
+    """The owner's end of one stream, its token sent (the agent's answer is read with the
+    messages: a spawn does not wait for it)."""
     conn = socket.create_connection(address, timeout=timeout)
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
         conn.sendall(token)
-        reader = Reader(conn)
-        kind, _ = reader.frame()
-        if kind != _HELLO:
-            raise ConnectionError("the agent refused the stream")
         conn.settimeout(None)
     except BaseException:
         conn.close()
         raise
-    return reader
+    return Reader(conn)
 
 
 class Reader:
@@ -180,7 +177,10 @@ class Reader:
         self._file = conn.makefile("rb", buffering=BUFFER)
 
     def messages(self, name: str) -> Iterator[Message]:
-        """Until the agent's end; ``ConnectionError`` if the stream broke before it."""
+        """Until the agent's end; ``ConnectionError`` if the stream broke before it
+        (or the agent refused its token)."""
+        if self.frame()[0] != _HELLO:
+            raise ConnectionError(f"the agent did not open the stream of {name}")
         while True:
             kind, payload = self.frame()
             if kind == _CONSOLE:
