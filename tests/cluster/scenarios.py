@@ -123,6 +123,48 @@ def console_bytes(key: str, count: int, timeout: float = 60.0) -> dict[str, Any]
     return {"bytes": len(buf), "seconds": time.monotonic() - t0, "data": bytes(buf)}
 
 
+def _count(key: str) -> int:
+    r = call(key, "attach_run_wait", ["/bin/cat", "/tmp/count"])
+    return int(r.stdout or b"0")
+
+
+def stalled_owner(key: str, blocks: int = 2000, timeout: float = 120.0) -> dict[str, Any]:
+    """The container writes *blocks* numbered 64 KiB blocks while its owner reads nothing:
+    how far the writer got before it was held back, then everything read, in order."""
+    send(key, f"seq -w 1 8192 > /tmp/blk; i=0; while [ $i -lt {blocks} ]; do i=$((i+1)); "
+              "echo $i > /tmp/count; echo B$i; cat /tmp/blk; done; echo END-$((40+2))\n")
+    deadline = time.monotonic() + timeout
+    last, held = -1, -2
+    while held != last:  # the writer's count stands still for a second: it is held back
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the writer was never held back (at block {last} of {blocks})")
+        held, last = last, _count(key)
+        time.sleep(0.5)
+    ref = REFS[key]
+    buf = bytearray()
+    while b"END-42" not in buf[-200:]:
+        m = ref.receive(timeout=max(0.0, deadline - time.monotonic()))
+        if isinstance(m, lxactors.ConsoleOutput):
+            buf += m.data
+    numbers = [int(ln[1:]) for ln in buf.split(b"\r\n") if ln[:1] == b"B" and ln[1:].isdigit()]
+    return {"held at": held, "blocks": numbers, "bytes": len(buf),
+            "complete blocks": buf.count(b"8191\r\n8192\r\n")}
+
+
+def stranger_reads(key: str) -> bytes:
+    """What a connection to the container's agent gets without its stream's token."""
+    import socket
+
+    peer = REFS[key]._reader._conn.getpeername()
+    with socket.create_connection(peer[:2], timeout=10) as s:
+        s.sendall(os.urandom(16))
+        s.settimeout(10)
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+    return got
+
+
 def imc_run(cmd: list[str], **options: Any) -> tuple[int, bytes, bytes]:
     r = cluster.run(cmd, **options)
     return r.status, r.stdout, r.stderr

@@ -73,6 +73,29 @@ def test_console_round_trip_across_nodes_in_order(ray_cluster: Cluster) -> None:
     assert isinstance(exited, ContainerExited) and exited.reason == "normal"
 
 
+def test_a_stalled_owner_holds_the_writer_back_and_loses_nothing(ray_cluster: Cluster) -> None:
+    """Flow control end to end: the owner reads nothing, the container's writer stops
+    (its window, the agent's batch and the connection's buffers full: a few MiB, not
+    the 128 MiB it has to write); then every block arrives, in order."""
+    c, d = ray_cluster, ray_cluster.driver
+    d.call("spawn", "flow", node=c.ids["n1"])
+    d.call("read_until", "flow", b"#")
+    got = d.call("stalled_owner", "flow", 2000, timeout=300)
+    assert 0 < got["held at"] < 200, got["held at"]  # 200 blocks: 14 MiB on the console
+    assert got["blocks"] == list(range(1, 2001))
+    assert got["complete blocks"] == 2000, (got["held at"], got["bytes"])
+    d.call("exit", "flow", "kill")
+
+
+def test_the_agent_gives_a_stream_only_to_its_token(ray_cluster: Cluster) -> None:
+    c, d = ray_cluster, ray_cluster.driver
+    d.call("spawn", "tok", node=c.ids["n2"])
+    assert d.call("stranger_reads", "tok") == b""
+    d.call("send", "tok", "echo still-$((6*7))\n")
+    assert b"still-42" in d.call("read_until", "tok", b"still-42")
+    d.call("exit", "tok", "kill")
+
+
 def test_type_and_container_calls_on_a_remote_node(ray_cluster: Cluster) -> None:
     c, d = ray_cluster, ray_cluster.driver
     name = unique("ty")

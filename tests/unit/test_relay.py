@@ -51,6 +51,25 @@ def test_messages_arrive_in_order_and_the_end_is_told(listener: _relay.Listener)
     reader.close()
 
 
+def test_console_output_longer_than_a_frame_arrives_whole(listener: _relay.Listener) -> None:
+    """A window larger than a frame, filled while the owner was behind, is one batch."""
+    writer, reader = _pair(listener)
+    data = secrets.token_bytes(3 * _relay.MAX_FRAME + 5)
+
+    def write() -> None:
+        writer.send([lxactors.ConsoleOutput(C, data), EXITED])
+        writer.end()
+
+    t = threading.Thread(target=write)
+    t.start()
+    got = list(reader.messages(C))
+    t.join(10)
+    assert b"".join(m.data for m in got[:-1] if isinstance(m, lxactors.ConsoleOutput)) == data
+    assert got[-1] == EXITED and len(got) == 5
+    writer.close()
+    reader.close()
+
+
 def test_a_stream_cut_before_its_end_is_an_error(listener: _relay.Listener) -> None:
     writer, reader = _pair(listener)
     writer.send([lxactors.ConsoleOutput(C, b"x")])

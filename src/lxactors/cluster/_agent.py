@@ -283,6 +283,7 @@ class Agent:
             finally:
                 writer.close()
         finally:
+            self._listener.discard(token)
             if not ref.alive or not outbox.alive():
                 self._forget(cid)
 

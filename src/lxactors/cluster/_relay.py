@@ -39,8 +39,9 @@ CONNECT_TIMEOUT = 30.0
 #: Socket buffers, each end: what TCP may hold beyond the container's window (the
 #: kernel doubles the figure).  Large enough for a batch in flight.
 BUFFER = 512 * 1024
-#: The largest frame a reader accepts (a batch is at most the agent's BATCH).
-MAX_FRAME = 16 << 20
+#: The largest frame: longer console output (a window larger than this, filled while
+#: the owner was behind) goes in several.
+MAX_FRAME = 1 << 20
 
 _HEADER = struct.Struct("!cI")
 _HELLO, _CONSOLE, _MESSAGE, _END = b"H", b"C", b"M", b"E"
@@ -71,7 +72,8 @@ class Listener:
     """The agent's socket: each connection brings the token of the stream it is for."""
 
     def __init__(self, host: str) -> None:
-        self._sock = socket.create_server((host, 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.create_server((host, 0), family=family)
         self.address: tuple[str, int] = self._sock.getsockname()[:2]
         self._lock = threading.Lock()
         self._waiting: dict[bytes, tuple[threading.Event, list[socket.socket]]] = {}
@@ -83,6 +85,11 @@ class Listener:
         with self._lock:
             self._waiting[token] = (threading.Event(), [])
         return token
+
+    def discard(self, token: bytes) -> None:
+        """No :meth:`connection` will be asked for *token* (its stream ended first)."""
+        with self._lock:
+            self._waiting.pop(token, None)
 
     def connection(self, token: bytes, timeout: float = CONNECT_TIMEOUT) -> Writer | None:
         """The connection that brought *token* (None if none came within *timeout*)."""
@@ -133,7 +140,9 @@ class Writer:
         """Write *batch*, in order; waits while the reader is behind (``OSError`` once it is gone)."""
         for m in batch:
             if isinstance(m, ConsoleOutput):
-                self._frame(_CONSOLE, m.data)
+                data = memoryview(m.data)
+                for at in range(0, len(data), MAX_FRAME):
+                    self._frame(_CONSOLE, data[at:at + MAX_FRAME])
             else:
                 self._frame(_MESSAGE, encode(m))
 
@@ -149,7 +158,7 @@ class Writer:
             pass
         self._conn.close()
 
-    def _frame(self, kind: bytes, payload: bytes) -> None:
+    def _frame(self, kind: bytes, payload: bytes | memoryview) -> None:
         self._conn.sendall(_HEADER.pack(kind, len(payload)))
         if payload:
             self._conn.sendall(payload)
