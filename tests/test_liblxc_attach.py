@@ -119,6 +119,16 @@ def test_attach_default_stdio_is_devnull(make_container) -> None:
     assert a.wait(30) == 0
 
 
+def test_input_the_command_does_not_read_is_dropped_not_fatal(make_container) -> None:
+    """The capture writes *input* to a command that ends, or closes its stdin, first:
+    its status and output still come back."""
+    c = make_container(start=True)
+    big = b"x" * 150_000  # more than a pipe holds
+    assert c.attach_run_wait(["/bin/true"], input=big).status == 0
+    r = sh(c, "head -c 10 >/dev/null; exec <&-; echo read-10; exit 4", input=big)
+    assert (r.status, r.stdout) == (4, b"read-10\n")
+
+
 def test_an_attached_command_gets_default_signals_in_a_session_of_its_own(
         make_container) -> None:
     """The helper ignores the user's ^C, hangups and broken pipes; its attached

@@ -142,7 +142,12 @@ def _wait_exec(gate: int, timeout: float = 10.0) -> None:
 
 def _pump(pid: int, stdin: int, data: bytes, outs: dict[int, bytearray],
           deadline: float | None) -> bool:
-    """Feed stdin and collect outputs until both outputs close or the deadline."""
+    """Feed stdin and collect outputs until both outputs close or the deadline.
+
+    A command may end, or close its stdin, before reading all of *data*:
+    the write then fails with EPIPE, which must not kill this worker (its
+    SIGPIPE is the default) before the command's status is read."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     view = memoryview(data)
     if not view:
         os.close(stdin)
