@@ -1016,6 +1016,10 @@ class Container:
         """Run *argv* in the running container; return status, stdout and stderr.
 
         After *timeout* seconds the command is killed (``timed_out`` is set).
+        *input* travels in the request to the helper, so it is small (under
+        about 190 KB; more is refused before anything runs): feed more
+        through a pipe given to :meth:`attach`.  What the command does not
+        read is dropped.
         """
         if input is not None and not isinstance(input, (bytes, bytearray, memoryview)):
             raise TypeError("input must be bytes")
