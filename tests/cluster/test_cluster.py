@@ -286,6 +286,31 @@ def test_node_lost_owner_told_within_2s(ray_cluster: Cluster) -> None:
         _restart(c, "n1")
 
 
+def test_node_frozen_owner_told_lost_without_a_reset(ray_cluster: Cluster) -> None:
+    """A node that stops without closing anything (every process of it SIGSTOPped, as a
+    frozen VM or a cut cable: its kernel still holds the connections open, no reset
+    comes): the spawn's Ray call failing is what tells the owner."""
+    c, d = ray_cluster, ray_cluster.driver
+    node = c.net.nodes[1]
+    got = d.call("spawn", "frozen", node=c.ids["n1"])
+    pids = node.pids()
+    try:
+        frozen = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        exited, at = d.call("next_exit", "frozen", 30.0)
+        assert exited == ContainerExited(got["name"], "lost")
+        assert at - frozen < 10.0, at - frozen  # the health checks' ~1.2 s, on a loaded machine
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        remove(c, "n1", got["name"])
+        _restart(c, "n1")
+
+
 def _kill_node(c: Cluster, node: str) -> None:
     """SIGKILL every process of *node* (by pid: all of those in its network namespace)."""
     for pid in c.net.nodes[int(node[1:])].pids():

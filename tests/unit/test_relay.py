@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,18 +27,18 @@ GAVE_UP = lxactors.GaveUp(C, 3, 5.0, lxactors.ContainerExited(C, "error", 1))
 def listener() -> Iterator[_relay.Listener]:
     lst = _relay.Listener("127.0.0.1")
     yield lst
-    lst._sock.close()
+    lst.close()
 
 
 def _pair(listener: _relay.Listener) -> tuple[_relay.Writer, _relay.Reader]:
     token = listener.expect()
-    got: list[_relay.Writer | None] = []
+    got: list[socket.socket | None] = []
     t = threading.Thread(target=lambda: got.append(listener.connection(token, 10)))
     t.start()
     reader = _relay.connect(listener.address, token)
     t.join(10)
     assert got and got[0] is not None
-    return got[0], reader
+    return _relay.Writer(got[0]), reader
 
 
 def test_messages_arrive_in_order_and_the_end_is_told(listener: _relay.Listener) -> None:
@@ -157,7 +160,9 @@ def test_a_reader_waiting_returns_when_interrupted(listener: _relay.Listener) ->
 
 
 @pytest.mark.parametrize("payload", [b"[]", b'"x"', b'{"kind": "ConsoleOutput", "container": "c",'
-                                     b' "data": "x"}', b'{"kind": "os.system"}', b"\x80"])
+                                     b' "data": "x"}', b'{"kind": "os.system"}', b"\x80",
+                                     b'{"kind": []}', b'{"kind": "GaveUp", "exited": 3}',
+                                     b"[" * 100_000 + b"]" * 100_000])
 def test_only_lxactors_messages_are_decoded(payload: bytes) -> None:
     with pytest.raises(ValueError):
         _relay.decode(payload)
@@ -166,3 +171,82 @@ def test_only_lxactors_messages_are_decoded(payload: bytes) -> None:
 def test_every_other_message_survives_its_encoding() -> None:
     for m in (EXITED, RESTARTED, GAVE_UP, lxactors.ContainerExited(C, "normal", 0)):
         assert _relay.decode(_relay.encode(m)) == m
+
+
+def test_a_discarded_token_wakes_its_waiter_at_once(listener: _relay.Listener) -> None:
+    """The owner went before it connected: the agent's stream thread is not held 30 s."""
+    token = listener.expect()
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(listener.connection(token, 30)))
+    t.start()
+    listener.discard(token)
+    t.join(5)
+    assert not t.is_alive() and got == [None]
+
+
+def test_silent_connections_beyond_the_greeters_are_closed_at_once(
+        listener: _relay.Listener) -> None:
+    """A port scan holds at most GREETERS threads; the rest are closed, and once they
+    go, owners connect again."""
+    silent = [socket.create_connection(listener.address, timeout=10)
+              for _ in range(_relay.GREETERS + 8)]
+    try:
+        closed = 0
+        for s in silent[_relay.GREETERS:]:
+            s.settimeout(_relay.GREET_TIMEOUT - 1)
+            closed += s.recv(1) == b""
+        assert closed == 8
+    finally:
+        for s in silent:
+            s.close()
+    deadline = time.monotonic() + 30
+    while True:  # the greeters see the end of their connections
+        try:
+            writer, reader = _pair(listener)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    writer.send([EXITED])
+    writer.end()
+    assert list(reader.messages(C)) == [EXITED]
+    writer.close()
+    reader.close()
+
+
+@pytest.fixture
+def ray_tls(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Ray's TLS settings, with a self-signed certificate as Ray's test utilities make."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=lxactors-test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    for var, value in (("RAY_USE_TLS", "1"), ("RAY_TLS_SERVER_CERT", str(cert)),
+                       ("RAY_TLS_SERVER_KEY", str(key)), ("RAY_TLS_CA_CERT", str(cert))):
+        monkeypatch.setenv(var, value)
+    return str(cert)
+
+
+def test_with_rays_tls_the_stream_is_tls_and_a_plain_client_reads_nothing(ray_tls: str) -> None:
+    listener = _relay.Listener("127.0.0.1")
+    try:
+        writer, reader = _pair(listener)
+        assert isinstance(reader._conn, ssl.SSLSocket)
+        writer.send([lxactors.ConsoleOutput(C, b"secret"), EXITED])
+        writer.end()
+        assert list(reader.messages(C)) == [lxactors.ConsoleOutput(C, b"secret"), EXITED]
+        writer.close()
+        reader.close()
+        token = listener.expect()
+        with socket.create_connection(listener.address, timeout=10) as plain:
+            plain.sendall(token)  # not a TLS hello: refused, and the token stays unused
+            got = b""
+            try:
+                while chunk := plain.recv(4096):
+                    got += chunk
+            except ConnectionResetError:
+                pass
+        assert b"secret" not in got and _relay._HELLO + b"\0" not in got
+        assert listener.connection(token, 0.2) is None
+    finally:
+        listener.close()

@@ -43,7 +43,8 @@ log = logging.getLogger("lxactors")
 
 #: Ray namespace of the agents (named ``lxactors-agent-<node id>``).
 AGENT_NAMESPACE = "lxactors"
-#: Console bytes per batch, at most: one frame, one write (see ``_relay``).
+#: Console bytes per batch the outbox gathers before it wakes the stream (a batch
+#: taken after the owner was behind may hold up to the whole window).
 BATCH = 512 * 1024
 #: The console window of the agent's own containers, unless the spawn sets ``window``:
 #: large enough for a batch to fill before the pty is paused.
@@ -73,13 +74,8 @@ class _Held:
     ref: lxactors.ContainerRef
     outbox: Outbox
     lease: str
+    token: bytes = b""  # of its message connection (see _relay)
     writer: _relay.Writer | None = None
-
-    def close(self) -> None:
-        """No more messages to the owner: lxactors applies the container's policy."""
-        self.outbox.close()
-        if self.writer is not None:
-            self.writer.close()  # a write waiting for the owner returns
 
 
 class _AgentOwner(lxactors.Owner):
@@ -145,7 +141,7 @@ class Agent:
             log.info("owner lease %s ended: applying the policies of %s", lease_id,
                      ", ".join(h.ref.name for h in held))
         for h in held:
-            h.close()
+            self._close(h)
 
     def _get(self, cid: str, operation: str) -> _Held:
         with self._lock:
@@ -210,7 +206,16 @@ class Agent:
         with self._lock:
             held = self._held.get(cid)
         if held is not None:
-            held.close()
+            self._close(held)
+
+    def _close(self, held: _Held) -> None:
+        """No more messages to the owner: lxactors applies the container's policy; the
+        stream's thread, waiting for the owner's connection or its reading, returns."""
+        held.outbox.close()
+        self._listener.discard(held.token)
+        writer = held.writer
+        if writer is not None:
+            writer.interrupt()
 
     def exit(self, cid: str, reason: str, timeout: float) -> lxactors.ContainerExited | None:
         return lxactors.exit(self._get(cid, "exit").ref, reason, timeout)
@@ -243,49 +248,55 @@ class Agent:
 
     @ray.method(num_returns="streaming", concurrency_group="stream")
     def spawn(self, lease_id: str, lease: Any, name: str, options: dict[str, Any],
-              pooled: bool = True) -> Iterator[tuple[str, str, str, tuple[str, int], bytes]]:
+              pooled: bool = True) -> Iterator[tuple[str, str, str, str, tuple[str, int], bytes]]:
         """``lxactors.spawn`` here; its messages go to the connection the owner opens.
 
-        The one item is ``(id, name, lxcpath, address, token)`` (or the
-        spawn's exception); the call then runs until the container or its
+        The one item is ``(PROTOCOL, id, name, lxcpath, address, token)`` (or
+        the spawn's exception); the call then runs until the container or its
         owner ends, writing the container's messages, in order, in batches.
-        One call, not a spawn call and then a stream call: an empty agent
-        call costs the caller about 0.4 ms of CPU and 7 thread wake-ups, the
-        agent 0.5 ms and 10.
+        It fails if the owner never connects.  One call, not a spawn call and
+        then a stream call: an empty agent call costs the caller about 0.4 ms
+        of CPU and 7 thread wake-ups, the agent 0.5 ms and 10.
         """
         cid, held = self._spawn(lease_id, lease, name, options, pooled)
-        outbox, ref = held.outbox, held.ref
-        token = self._listener.expect()
+        ref = held.ref
+        held.token = token = self._listener.expect()
         try:
-            yield cid, ref.name, ref.path, self._listener.address, token
-            writer = self._listener.connection(token)
-            if writer is None:
-                log.warning("the owner of %s never connected for its messages", ref.name)
-                held.close()
-                return
-            held.writer = writer
-            if not outbox.alive():  # the owner went while it connected
-                writer.close()
-                return
-            try:
-                while True:
-                    batch = outbox.take(IDLE_CHECK)
-                    if batch:
-                        writer.send(batch)
-                    elif not (outbox.alive() and ref.alive):
-                        rest = outbox.take(0)
-                        if rest:
-                            writer.send(rest)
-                        writer.end()
-                        return
-            except OSError:  # the owner's process closed its end: it takes no more messages
-                held.close()
-            finally:
-                writer.close()
+            yield _relay.PROTOCOL, cid, ref.name, ref.path, self._listener.address, token
+            conn = self._listener.connection(token)
+            if conn is None:
+                raise lxactors.LxcError(ref.name, "spawn", "its owner did not connect for its "
+                                        "messages (gone, or it cannot reach this node's agent)")
+            self._stream(held, conn)
+        except BaseException:
+            self._close(held)  # the owner does not get the messages: its policy applies
+            raise
         finally:
             self._listener.discard(token)
-            if not ref.alive or not outbox.alive():
+            if not ref.alive or not held.outbox.alive():
                 self._forget(cid)
+
+    def _stream(self, held: _Held, conn: Any) -> None:
+        """Write the container's messages to the owner's connection until one of them ends."""
+        outbox, ref = held.outbox, held.ref
+        try:
+            held.writer = writer = _relay.Writer(conn)
+            if not outbox.alive():  # the owner went while it connected
+                return
+            while True:
+                batch = outbox.take(IDLE_CHECK)
+                if batch:
+                    writer.send(batch)
+                elif not (outbox.alive() and ref.alive):
+                    rest = outbox.take(0)
+                    if rest:
+                        writer.send(rest)
+                    writer.end()
+                    return
+        except OSError:  # the owner's process closed its end: it takes no more messages
+            self._close(held)
+        finally:
+            conn.close()
 
 
 _AgentActor: Any = ray.remote(  # type: ignore[call-overload]

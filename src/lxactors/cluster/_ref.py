@@ -121,10 +121,11 @@ class RemoteRef:
 
     def _watch_call(self) -> None:
         """The spawn's call ends with the stream; if it fails, the node or agent is lost,
-        though no connection reset may ever come: the stream is cut."""
+        though no connection reset may ever come (a node frozen or switched off): the
+        stream is cut.  A failed call's error is in an item, not raised by the iteration."""
         try:
-            for _ in self._stream:
-                pass
+            for item in self._stream:
+                ray.get(item)
         except RayError as exc:
             self._lost = f"{type_name(exc)}: {exc}"
             self._reader.interrupt()
@@ -142,7 +143,7 @@ class RemoteRef:
                     return
             if not ended:  # the agent went away cleanly (its node shutting down) mid-stream
                 reason = "the stream ended before the container did"
-        except ConnectionError as exc:
+        except (ConnectionError, ValueError) as exc:  # a frame not ours: the stream is unusable
             reason = self._lost or str(exc)
         finally:
             self._reader.close()
@@ -282,10 +283,16 @@ def spawn(name: str = "", *, node: str | None = None, label: Mapping[str, str] |
     lease_id, lease_handle = lease(node_id)
     try:
         stream = handle.spawn.remote(lease_id, lease_handle, name, options, pool)
-        cid, real_name, path, address, token = _first(name or None, stream, CALL_TIMEOUT)
+        first = _first(name or None, stream, CALL_TIMEOUT)
     except LxcError:
         forget(node_id)  # a lost node's lease is not reused
         raise
+    if not (isinstance(first, tuple) and len(first) == 6 and first[0] == _relay.PROTOCOL):
+        if isinstance(first, tuple) and len(first) == 3:  # (id, name, lxcpath): before the relay
+            handle.release.remote(first[0])
+        raise LxcError(name or None, "spawn", f"the agent on node {node_id} runs another "
+                       "lxactors version (restart it: ray kill its actor, or restart the node)")
+    _, cid, real_name, path, address, token = first
     try:
         reader = _relay.connect(tuple(address), token)
     except OSError as exc:
