@@ -215,10 +215,7 @@ class Writer:
 
     def interrupt(self) -> None:
         """From another thread: a write waiting for the reader returns (``OSError``)."""
-        try:
-            self._conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _shut(self._conn)
 
     def close(self) -> None:
         self.interrupt()
@@ -302,12 +299,17 @@ class Reader:
 
     def interrupt(self) -> None:
         """From another thread: a read waiting for the agent returns (``ConnectionError``)."""
-        try:
-            self._conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _shut(self._conn)
 
     def close(self) -> None:
         """By the reading thread, once it is done."""
         self._file.close()
         self._conn.close()
+
+
+def _shut(conn: socket.socket) -> None:
+    """Both directions shut (the fd stays its owner's to close): a thread waiting on it returns."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
