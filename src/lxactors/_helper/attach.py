@@ -7,12 +7,10 @@ runs, then its exit status (and, with ``capture``, its output).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from lxactors._ffi import ffi, lib
@@ -81,7 +79,7 @@ def op_attach(req: Attach, fds: list[int], reply: int) -> object:
     cmd.argv = argv
     pid_out = ffi.new("pid_t *")
     gate = os.pipe()  # close-on-exec: see _wait_exec
-    with _default_signals():
+    with signals.defaults():  # the command's, in a session of this worker's own
         ret = c.attach(c, ffi.addressof(lib, "lxc_attach_run_command"), cmd, opts, pid_out)
     os.close(gate[1])
     if ret < 0:
@@ -106,24 +104,6 @@ def op_attach(req: Attach, fds: list[int], reply: int) -> object:
     timed_out = timed_out or killed
     return {"pid": pid, "status": code, "stdout": bytes(out), "stderr": bytes(err),
             "timed_out": timed_out}
-
-
-@contextlib.contextmanager
-def _default_signals() -> Iterator[None]:
-    """Around liblxc's attach, which forks the command: the default
-    dispositions and no blocked signal, in a session of the worker's own (the terminal's ^C is not
-    for the command).  This worker writes no pipe meanwhile; it gets its own
-    dispositions back after."""
-    with contextlib.suppress(OSError):
-        os.setsid()
-    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in signals.ignored()}
-    mask = signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 def _wait_exec(gate: int, timeout: float = 10.0) -> None:

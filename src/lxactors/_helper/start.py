@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import struct
 import tempfile
 import time
@@ -126,7 +125,7 @@ def op_start(req: Start, fds: list[int], reply: int) -> object:
     if started is None:
         c.want_daemonize(c, True)
         before = own_cgroups()
-        _default_signals()
+        signals.to_defaults()
         started = c.start(c, useinit, argv)
         leave_monitor_cgroups(before)
     if not started:
@@ -184,7 +183,7 @@ def op_clone_start(req: CloneStart, fds: list[int], reply: int) -> object:
             c.want_daemonize(c, True)
             argv, _keep = c_argv(req.argv)
             before = own_cgroups()
-            _default_signals()
+            signals.to_defaults()
             started = bool(c.start(c, 1 if req.useinit else 0, argv))
             leave_monitor_cgroups(before)
         if not started:
@@ -197,16 +196,6 @@ def op_clone_start(req: CloneStart, fds: list[int], reply: int) -> object:
         return pid if pid > 0 else None
     finally:
         lib.lxc_container_put(c)
-
-
-def _default_signals() -> None:
-    """Default dispositions and no mask, in a session of our own: the
-    terminal's ^C and hangups, which the helper ignores, must not reach a
-    start half done, nor the container inherit them."""
-    os.setsid()
-    for sig in signals.ignored():
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _can_use_lxc_start(h: Handle, req: Start, close_all_fds: bool, useinit: int) -> bool:
@@ -242,7 +231,7 @@ def _start_with_lxc_start(h: Handle, req: Start) -> bool | None:
     try:
         pid = os.posix_spawn(lxc_start, cmd, dict(os.environ), file_actions=devnull,
                              setsigdef=signals.ignored(), setsigmask=(),
-                             setsid=True)  # as _default_signals
+                             setsid=True)  # as signals.to_defaults
     except OSError:
         return None
     _, status = os.waitpid(pid, 0)
