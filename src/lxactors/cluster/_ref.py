@@ -7,7 +7,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, cast
@@ -101,8 +100,8 @@ class RemoteRef:
         self.node = node
         self._agent = agent
         self.owner = owner
-        self._q: queue.Queue[list[Message] | None] = queue.Queue(maxsize=2)
-        self._batch: deque[Message] = deque()
+        #: Messages for a plain-code owner (None: the end), two ahead at most.
+        self._q: queue.Queue[Message | None] = queue.Queue(maxsize=2)
         self._ended = threading.Event()
         self._stream = stream  # the spawn's call: its one item (the id) is already read
         self._reader = reader
@@ -138,8 +137,8 @@ class RemoteRef:
                 if not isinstance(m, ConsoleOutput):
                     ended = isinstance(m, (ContainerExited, GaveUp))
                 if self.owner is None:
-                    self._q.put([m])
-                elif not self._tell([m]):
+                    self._q.put(m)
+                elif not self._tell(m):
                     return
             if not ended:  # the agent went away cleanly (its node shutting down) mid-stream
                 reason = "the stream ended before the container did"
@@ -149,7 +148,7 @@ class RemoteRef:
             self._reader.close()
             if reason:
                 log.info("container %s on node %s lost: %s", self.name, self.node, reason)
-                lost: list[Message] = [ContainerExited(self.name, "lost")]
+                lost = ContainerExited(self.name, "lost")
                 if self.owner is None:
                     self._q.put(lost)
                 else:
@@ -158,17 +157,16 @@ class RemoteRef:
             if self.owner is None:
                 self._q.put(None)
 
-    def _tell(self, batch: list[Message]) -> bool:
-        """Hand *batch* to the pykka owner, one message at a time, each processed before the next."""
+    def _tell(self, message: Message) -> bool:
+        """Hand *message* to the pykka owner, processed before the next (False: it is gone)."""
         assert self.owner is not None
-        for message in batch:
-            try:
-                self.owner.ask(message)
-            except pykka.ActorDeadError:
-                _release(self)
-                return False
-            except Exception:  # the owner's on_receive failed: pykka has stopped it
-                log.exception("owner of %s failed on %r", self.name, message)
+        try:
+            self.owner.ask(message)
+        except pykka.ActorDeadError:
+            _release(self)
+            return False
+        except Exception:  # the owner's on_receive failed: pykka has stopped it
+            log.exception("owner of %s failed on %r", self.name, message)
         return True
 
     def _mailbox_owner(self) -> None:
@@ -179,13 +177,11 @@ class RemoteRef:
     def receive(self, timeout: float | None = None) -> Message:
         """The next message (``queue.Empty`` after *timeout* seconds, or once all were read)."""
         self._mailbox_owner()
-        while not self._batch:
-            batch = self._q.get(timeout=timeout)
-            if batch is None:
-                self._q.put(None)  # stays at the end
-                raise queue.Empty
-            self._batch.extend(batch)
-        return self._batch.popleft()
+        message = self._q.get(timeout=timeout)
+        if message is None:
+            self._q.put(None)  # stays at the end
+            raise queue.Empty
+        return message
 
     def __iter__(self) -> Iterator[Message]:
         self._mailbox_owner()
