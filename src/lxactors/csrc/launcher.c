@@ -112,6 +112,15 @@ static void lxa_result(int fd, const char *text)
 /* The handle of a request, as the helper's Python workers open it: the
  * on-disk config replaced by the client's snapshot if there is one, else the
  * client's log file set (liblxc's reasons for a failure go there). */
+/* A request not run: "err" (or why) to its result pipe, and its fds closed. */
+static void lxa_refuse(int result, const char *why, const int *std, int nstd)
+{
+	lxa_result(result, why);
+	close(result);
+	for (int i = 0; i < nstd; i++)
+		close(std[i]);
+}
+
 static struct lxc_container *lxa_handle(const char *name, const char *path,
 					const char *config, const char *logfile)
 {
@@ -393,9 +402,6 @@ static void lxa_child(int sock, int result, char **f, int n, const int *std, int
 	close(sock);
 	close(lxa_sigpipe[0]);
 	close(lxa_sigpipe[1]);
-	if (strcmp(f[0], "attach") != 0)
-		for (int i = 0; i < nstd; i++)
-			close(std[i]);  /* only an attach's command gets fds */
 	if (strcmp(f[0], "attach") == 0) {
 		/* Its own lines ("pid", then "exit"); only a failure is said here. */
 		if (nstd == 3 && lxa_do_attach(f, n, result, std) == 0)
@@ -403,6 +409,8 @@ static void lxa_child(int sock, int result, char **f, int n, const int *std, int
 		lxa_result(result, "err\n");
 		_exit(1);
 	}
+	for (int i = 0; i < nstd; i++)
+		close(std[i]);  /* only an attach's command gets fds */
 	if (strcmp(f[0], "start") == 0)
 		value = lxa_do_start(f, n);
 	else if (strcmp(f[0], "clone") == 0)
@@ -520,10 +528,7 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 			continue;
 		}
 		if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {  /* cut: never run part of one */
-			lxa_result(result, "err\n");
-			close(result);
-			for (int i = 0; i < nstd; i++)
-				close(std[i]);
+			lxa_refuse(result, "err\n", std, nstd);
 			continue;
 		}
 		buf[got] = '\0';
@@ -532,10 +537,7 @@ __attribute__((noreturn)) static void lxa_serve(int sock)
 			fields[n++] = s;
 		fields[n] = NULL;
 		if (n < 3) {
-			lxa_result(result, "err\n");
-			close(result);
-			for (int i = 0; i < nstd; i++)
-				close(std[i]);
+			lxa_refuse(result, "err\n", std, nstd);
 			continue;
 		}
 		/* Attached commands may run for long: they leave room for starts. */
