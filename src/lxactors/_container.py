@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from lxactors import _freezer
 from lxactors import _validate as v
 from lxactors._chroot import overlay_layers, unlink_symlinks_to_store
 from lxactors._errlog import HandleLog, log_dir, strip_from_config
@@ -458,8 +459,10 @@ class Container:
         return bool(self._call("may_control"))
 
     def freeze(self) -> None:
-        """Freeze every process of the container (the freezer cgroup); LxcError if it cannot."""
-        self._check("freeze", self._marked("freeze"))
+        """Freeze every process of the container (the freezer cgroup); LxcError if it cannot.
+
+        A v1 freezer left FREEZING is thawed and frozen again (see ``_freezer``)."""
+        self._check("freeze", _freezer.freeze(self, lambda: self._marked("freeze")))
 
     def unfreeze(self) -> None:
         """Thaw a frozen container."""
